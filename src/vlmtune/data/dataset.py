@@ -1,0 +1,26 @@
+"""A torch Dataset over samples that decodes images when an item is read.
+
+Decoding happens in `__getitem__`, so with DataLoader workers it runs in parallel with training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch.utils.data import Dataset
+
+from vlmtune.data.images import load_image
+from vlmtune.data.schema import Sample
+
+
+class ConversationDataset(Dataset):
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.samples[index]
+        images = [load_image(image, sample.source) for image in sample.images]
+        return dataclasses.replace(sample, images=images)

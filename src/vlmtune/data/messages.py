@@ -1,0 +1,105 @@
+"""Normalising conversations in the OpenAI / Hugging Face content-parts form into `Sample`s."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmtune.data.errors import DataError
+from vlmtune.data.schema import ROLES, ImageSource, Sample
+
+REMOTE_PREFIXES = ("http://", "https://", "data:")
+
+
+def resolve_image_reference(reference: Any, image_root: Path, where: str) -> ImageSource:
+    """Turn an image reference from a data file into an `ImageSource`.
+
+    Relative paths are resolved against `image_root`; URLs and data URIs are kept as strings.
+    """
+    if isinstance(reference, dict):
+        reference = reference.get("url") or reference.get("path")
+    if not isinstance(reference, str) or not reference:
+        raise DataError(where, f"image reference {reference!r} is not a path or URL string.")
+    if reference.startswith(REMOTE_PREFIXES):
+        return reference
+    path = Path(reference).expanduser()
+    return path if path.is_absolute() else image_root / path
+
+
+def normalize_messages(
+    raw_messages: Any,
+    where: str,
+    image_root: Path,
+    sample_images: list[Any] | None = None,
+) -> Sample:
+    """Validate `raw_messages` and return a `Sample` with bare image parts and its image list.
+
+    An image part either carries its own source (`{"type": "image", "image": "a.png"}`, or the
+    OpenAI form `{"type": "image_url", "image_url": {"url": ...}}`) or is bare and takes the next
+    entry of `sample_images` (the `images` column that many Hub datasets have).
+    """
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise DataError(where, "`messages` must be a non-empty list of {role, content} objects.")
+
+    pending_images = list(sample_images or [])
+    messages: list[dict[str, Any]] = []
+    images: list[ImageSource] = []
+    for index, raw in enumerate(raw_messages):
+        message_where = f"{where}: message {index}"
+        if not isinstance(raw, dict) or "role" not in raw or "content" not in raw:
+            raise DataError(message_where, "each message needs `role` and `content`.")
+        role = raw["role"]
+        if role not in ROLES:
+            raise DataError(message_where, f"unknown role {role!r}; use one of {', '.join(ROLES)}.")
+        content = raw["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list):
+            raise DataError(message_where, "`content` must be a string or a list of parts.")
+
+        parts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                if not isinstance(part.get("text"), str):
+                    raise DataError(message_where, "a text part needs a string `text`.")
+                parts.append({"type": "text", "text": part["text"]})
+            elif kind in ("image", "image_url"):
+                if role == "assistant":
+                    raise DataError(message_where, "assistant messages cannot contain images.")
+                inline = part.get("image") or part.get("image_url") or part.get("path") or part.get("url")
+                if inline is None:
+                    if not pending_images:
+                        raise DataError(
+                            message_where,
+                            "an image part has no source and the sample's `images` list has no entry left for it.",
+                            "Give each image part an `image` path or list one path per image part in `images`.",
+                        )
+                    inline = pending_images.pop(0)
+                images.append(resolve_image_reference(inline, image_root, message_where))
+                parts.append({"type": "image"})
+            else:
+                raise DataError(message_where, f"unsupported content part {part!r}; use `text` or `image` parts.")
+        messages.append({"role": role, "content": parts})
+
+    if pending_images:
+        raise DataError(
+            where,
+            f"the sample lists {len(images) + len(pending_images)} images but its messages have "
+            f"{len(images)} image parts.",
+            'Add one {"type": "image"} part per image, where the image belongs in the conversation.',
+        )
+    sample = Sample(messages=messages, images=images, source=where)
+    check_supervised_turn(sample)
+    return sample
+
+
+def check_supervised_turn(sample: Sample) -> None:
+    """Raise unless the sample has an assistant message with text to learn from."""
+    answers = [sample.messages[i] for i in sample.assistant_indices()]
+    if not any(part["type"] == "text" and part["text"].strip() for message in answers for part in message["content"]):
+        raise DataError(
+            sample.source,
+            "the sample has no assistant message with text, so there is nothing to train on.",
+            "Add an assistant turn with the expected answer or remove the sample.",
+        )

@@ -1,0 +1,59 @@
+"""The standard sample: a conversation in the content-parts form plus its images in order.
+
+Every reader turns its format into `Sample`, so collation, validation and evaluation deal with one
+shape. In `messages`, an image is a bare `{"type": "image"}` part (what chat templates expect) and
+the image itself is the matching entry of `images`, in order of appearance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+ImageSource = Path | Image.Image | bytes | str
+"""A local path, an already decoded image, raw encoded bytes, or a URL or data URI."""
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Sample:
+    messages: list[dict[str, Any]]
+    """Conversation turns: {"role": ..., "content": [{"type": "text", "text": ...} | {"type": "image"}]}."""
+
+    images: list[ImageSource] = field(default_factory=list)
+    """One entry per image part in `messages`, in order."""
+
+    source: str = "<memory>"
+    """Where the sample comes from, as `file:line`, for error messages."""
+
+    def assistant_indices(self) -> list[int]:
+        """Return the positions of the assistant messages."""
+        return [i for i, message in enumerate(self.messages) if message["role"] == "assistant"]
+
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        """Return the conversation up to (not including) its last assistant message."""
+        last = self.assistant_indices()[-1]
+        return self.messages[:last]
+
+    def prompt_images(self) -> list[ImageSource]:
+        """Return the images referenced by `prompt_messages`."""
+        count = sum(count_image_parts(message) for message in self.prompt_messages())
+        return self.images[:count]
+
+    def reference_answer(self) -> str:
+        """Return the text of the last assistant message, the answer evaluation compares against."""
+        return message_text(self.messages[self.assistant_indices()[-1]])
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """Join the text parts of one message."""
+    return "".join(part["text"] for part in message["content"] if part["type"] == "text")
+
+
+def count_image_parts(message: dict[str, Any]) -> int:
+    """Count the image parts of one message."""
+    return sum(1 for part in message["content"] if part["type"] == "image")

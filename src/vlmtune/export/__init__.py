@@ -1,0 +1,1 @@
+"""Saving fine-tuned models so that plain transformers (and peft, for adapters) load them."""

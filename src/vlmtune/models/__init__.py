@@ -1,0 +1,1 @@
+"""Model loading, component discovery (vision encoder, projector, language model) and fine-tuning setup."""

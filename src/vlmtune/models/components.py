@@ -1,0 +1,87 @@
+"""Locating a VLM's three components by module name: vision encoder, projector, language model.
+
+transformers names them differently per family (`vision_tower`, `visual`, `vision_model`;
+`multi_modal_projector`, `connector`, `visual.merger`; `language_model`, `text_model`). The
+generic search below covers the families transformers ships; a family whose layout differs can
+register its own names in `COMPONENT_OVERRIDES`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+VISION_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
+PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger", "vision_projection")
+LANGUAGE_NAMES = ("language_model", "text_model")
+OUTPUT_HEAD_NAMES = ("lm_head",)
+
+COMPONENT_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {}
+"""Per model_type: explicit module paths for `vision`, `projector` and `language_model`."""
+
+
+@dataclass
+class Components:
+    vision: list[str] = field(default_factory=list)
+    """Module paths of the vision encoder."""
+
+    projector: list[str] = field(default_factory=list)
+    """Module paths of the projector between vision encoder and language model."""
+
+    language_model: list[str] = field(default_factory=list)
+    """Module paths of the language model, its output head included."""
+
+    def component_of(self, parameter_name: str) -> str:
+        """Return which component a parameter belongs to: vision, projector, language_model or other."""
+        for component in ("projector", "vision", "language_model"):
+            for prefix in getattr(self, component):
+                if parameter_name == prefix or parameter_name.startswith(prefix + "."):
+                    return component
+        return "other"
+
+
+def find_components(model: nn.Module) -> Components:
+    """Find the module paths of `model`'s vision encoder, projector and language model.
+
+    Raises ValueError when the vision encoder or the language model cannot be found, because every
+    freezing switch and the LoRA targets depend on them.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in COMPONENT_OVERRIDES:
+        override = COMPONENT_OVERRIDES[model_type]
+        return Components(
+            vision=list(override.get("vision", ())),
+            projector=list(override.get("projector", ())),
+            language_model=list(override.get("language_model", ())),
+        )
+
+    names = dict(model.named_modules())
+    vision = _shallowest(names, VISION_NAMES)
+    # A projector may sit inside the vision encoder (Qwen's `visual.merger`); it is still its own
+    # component, and `component_of` checks projectors first.
+    projector = _shallowest(names, PROJECTOR_NAMES)
+    language = _shallowest(names, LANGUAGE_NAMES)
+    heads = [name for name in _shallowest(names, OUTPUT_HEAD_NAMES) if not _inside(name, language)]
+
+    if not vision or not language:
+        raise ValueError(
+            f"Cannot locate the {'vision encoder' if not vision else 'language model'} of {type(model).__name__} "
+            f"(model_type={model_type!r}). Expected a module named one of "
+            f"{VISION_NAMES if not vision else LANGUAGE_NAMES}; register the layout in COMPONENT_OVERRIDES."
+        )
+    return Components(vision=vision, projector=projector, language_model=language + heads)
+
+
+def _shallowest(names: dict[str, nn.Module], leaf_names: tuple[str, ...]) -> list[str]:
+    """Return module paths whose last part is in `leaf_names`, dropping those nested in another match."""
+    matches = sorted((name for name in names if name.rsplit(".", 1)[-1] in leaf_names), key=len)
+    kept: list[str] = []
+    for name in matches:
+        if not _inside(name, kept):
+            kept.append(name)
+    return kept
+
+
+def _inside(name: str, prefixes: list[str]) -> bool:
+    return any(name.startswith(prefix + ".") for prefix in prefixes)

@@ -1,0 +1,74 @@
+"""Loading a VLM and its processor with transformers' Auto classes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from vlmtune.config import DEMO, ModelConfig
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_model_path(name: str) -> str:
+    """Return a loadable hub id or folder; `demo` builds the offline demo model on first use."""
+    if name == DEMO:
+        from vlmtune.demo.model import build_demo_model
+
+        return str(build_demo_model())
+    return name
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    """Pick the compute dtype, failing fast on combinations the hardware cannot run."""
+    cuda = torch.cuda.is_available()
+    if name == "auto":
+        return torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = DTYPES[name]
+    if dtype is torch.float16 and not cuda:
+        raise ValueError("dtype float16 needs a CUDA GPU; use float32 or bfloat16 on CPU.")
+    if dtype is torch.bfloat16 and cuda and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"dtype bfloat16 is not supported by {torch.cuda.get_device_name()}; use float16.")
+    return dtype
+
+
+def load_processor(config: ModelConfig, path: str | None = None) -> Any:
+    """Load the processor and check it can render conversations."""
+    source = path or resolve_model_path(config.model)
+    processor = AutoProcessor.from_pretrained(
+        source, revision=config.revision, trust_remote_code=config.trust_remote_code
+    )
+    if (
+        getattr(processor, "chat_template", None) is None
+        and getattr(processor.tokenizer, "chat_template", None) is None
+    ):
+        raise ValueError(
+            f"The processor of {config.model} has no chat template, so conversations cannot be rendered. "
+            "Use the model's instruction-tuned variant or add a chat_template.jinja to the model folder."
+        )
+    return processor
+
+
+def load_model(config: ModelConfig, path: str | None = None) -> torch.nn.Module:
+    """Load the model in the configured dtype and attention implementation."""
+    source = path or resolve_model_path(config.model)
+    kwargs: dict[str, Any] = {
+        "dtype": resolve_dtype(config.dtype),
+        "revision": config.revision,
+        "trust_remote_code": config.trust_remote_code,
+    }
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    logger.info("Loading %s (%s)", source, kwargs["dtype"])
+    return AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+
+
+def model_source_name(config: ModelConfig) -> str:
+    """Return a readable name for logs and summaries."""
+    return config.model if config.model != DEMO else f"demo ({Path(resolve_model_path(DEMO)).name})"

@@ -1,0 +1,1 @@
+"""Training: transformers Trainer setup, step logging and the end-to-end recipe."""

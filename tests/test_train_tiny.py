@@ -1,0 +1,112 @@
+"""End to end on a tiny SmolVLM: real digit images, a few steps, loss falls, outputs reload."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from tests.conftest import write_digit_jsonl
+from vlmtune.config import DataConfig, EvaluationConfig, FinetuneConfig, ModelConfig, TrainConfig, TrainingConfig
+from vlmtune.data.errors import DataError
+from vlmtune.training.recipe import OutputDirError, run_training
+
+
+def tiny_config(model_dir, data_path, output_dir, **finetune) -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(model=str(model_dir), dtype="float32"),
+        data=DataConfig(data=str(data_path), eval_fraction=0.25, max_length=128),
+        finetune=FinetuneConfig(**{"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0, **finetune}),
+        training=TrainingConfig(
+            output_dir=str(output_dir),
+            max_steps=12,
+            batch_size=8,
+            learning_rate=5e-3,
+            warmup_ratio=0.0,
+            lr_scheduler="constant",
+            logging_steps=1,
+            save_steps=6,
+            mixed_precision="no",
+        ),
+        evaluation=EvaluationConfig(eval_samples=8, eval_batch_size=8, max_new_tokens=3),
+    )
+
+
+def logged_losses(output_dir) -> list[float]:
+    state = json.loads(sorted(output_dir.glob("checkpoints/checkpoint-*/trainer_state.json"))[-1].read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def test_lora_run_trains_saves_and_reloads(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(40)))
+    output_dir = tmp_path / "run"
+    summary = run_training(tiny_config(tiny_smolvlm_dir, data, output_dir, train_projector=True))
+
+    assert summary["steps"] == 12
+    assert summary["saved"] == "adapter"
+    assert summary["train_samples"] == 30
+    assert summary["eval_samples"] == 8
+    assert 0.0 <= summary["accuracy_before"] <= 1.0
+    losses = logged_losses(output_dir)
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert json.loads((output_dir / "run_summary.json").read_text())["steps"] == 12
+    assert (output_dir / "config.yaml").is_file()
+    assert len((output_dir / "predictions_after.jsonl").read_text().splitlines()) == 8
+
+    # Reload with plain transformers + peft and check the trained weights came back.
+    final = output_dir / "final"
+    base = AutoModelForImageTextToText.from_pretrained(tiny_smolvlm_dir)
+    reloaded = PeftModel.from_pretrained(base, final)
+    saved = load_file(final / "adapter_model.safetensors")
+    lora_keys = [key for key in saved if "lora_B" in key]
+    assert lora_keys
+    assert any(saved[key].abs().sum() > 0 for key in lora_keys)
+    state = reloaded.state_dict()
+    for key in lora_keys:
+        model_key = key.replace(".weight", ".default.weight")
+        assert torch.equal(state[model_key], saved[key])
+    connector_keys = [key for key in saved if "connector" in key]
+    assert connector_keys
+    processor = AutoProcessor.from_pretrained(final)
+    assert processor.chat_template == AutoProcessor.from_pretrained(tiny_smolvlm_dir).chat_template
+
+
+def test_full_run_saves_loadable_model(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(16)))
+    output_dir = tmp_path / "run"
+    config = tiny_config(tiny_smolvlm_dir, data, output_dir, method="full")
+    config.training.max_steps = 2
+    config.evaluation.eval_before = False
+    summary = run_training(config)
+    assert summary["saved"] == "full"
+    reloaded = AutoModelForImageTextToText.from_pretrained(output_dir / "final")
+    original = AutoModelForImageTextToText.from_pretrained(tiny_smolvlm_dir)
+    name = "model.text_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(reloaded.state_dict()[name], original.state_dict()[name])
+    assert torch.equal(
+        reloaded.state_dict()["model.vision_model.embeddings.patch_embedding.weight"],
+        original.state_dict()["model.vision_model.embeddings.patch_embedding.weight"],
+    )
+
+
+def test_existing_output_dir_not_overwritten(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(8)))
+    output_dir = tmp_path / "run"
+    output_dir.mkdir()
+    (output_dir / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="already contains files"):
+        run_training(tiny_config(tiny_smolvlm_dir, data, output_dir))
+    assert (output_dir / "notes.txt").read_text() == "mine"
+
+
+def test_bad_image_fails_before_training(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(8)))
+    (tmp_path / "data" / "images" / "5.png").write_bytes(b"garbage")
+    output_dir = tmp_path / "run"
+    with pytest.raises(DataError, match=r"data\.jsonl:6: image .*5\.png is not a readable image"):
+        run_training(tiny_config(tiny_smolvlm_dir, data, output_dir))
+    assert not (output_dir / "checkpoints").exists()
