@@ -2,8 +2,8 @@
 
 transformers names them differently per family (`vision_tower`, `visual`, `vision_model`;
 `multi_modal_projector`, `connector`, `visual.merger`; `language_model`, `text_model`). The
-generic search below covers the families transformers ships; a family whose layout differs can
-register its own names in `COMPONENT_OVERRIDES`.
+generic search below covers the families transformers ships; a family whose layout differs
+lists its own paths in its `Family` entry (vlmtune.models.families).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from vlmtune.models.families import family_for
+
 VISION_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
 PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger", "vision_projection")
 LANGUAGE_NAMES = ("language_model", "text_model")
 OUTPUT_HEAD_NAMES = ("lm_head",)
-
-COMPONENT_OVERRIDES: dict[str, dict[str, tuple[str, ...]]] = {}
-"""Per model_type: explicit module paths for `vision`, `projector` and `language_model`."""
 
 
 @dataclass
@@ -48,8 +47,9 @@ def find_components(model: nn.Module) -> Components:
     freezing switch and the LoRA targets depend on them.
     """
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type in COMPONENT_OVERRIDES:
-        override = COMPONENT_OVERRIDES[model_type]
+    family = family_for(model_type)
+    if family is not None and family.components is not None:
+        override = family.components
         return Components(
             vision=list(override.get("vision", ())),
             projector=list(override.get("projector", ())),
@@ -68,7 +68,8 @@ def find_components(model: nn.Module) -> Components:
         raise ValueError(
             f"Cannot locate the {'vision encoder' if not vision else 'language model'} of {type(model).__name__} "
             f"(model_type={model_type!r}). Expected a module named one of "
-            f"{VISION_NAMES if not vision else LANGUAGE_NAMES}; register the layout in COMPONENT_OVERRIDES."
+            f"{VISION_NAMES if not vision else LANGUAGE_NAMES}; register the layout as a Family in "
+            "vlmtune.models.families."
         )
     return Components(vision=vision, projector=projector, language_model=language + heads)
 

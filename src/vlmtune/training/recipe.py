@@ -16,7 +16,8 @@ from typing import Any
 
 import transformers
 
-from vlmtune.collation.collator import TrainingCollator, stop_strings
+from vlmtune.collation.collator import stop_strings
+from vlmtune.collation.factory import build_collators
 from vlmtune.config import DEMO, TrainConfig, config_to_dict, save_config
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.loading import load_train_and_eval
@@ -101,12 +102,11 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     processor = load_processor(config.model, model_path)
     model = load_model(config.model, model_path)
     components = find_components(model)
-    stops = stop_strings(processor, model.generation_config)
-    logger.info("Model %s: stop tokens %s", config.model.model, stops)
+    logger.info("Model %s: stop tokens %s", config.model.model, stop_strings(processor, model.generation_config))
 
     # --- Data, checked in full before any training ---------------------------------------------
     train_samples, eval_samples = load_train_and_eval(config.data, config.training.seed)
-    collator = TrainingCollator(processor, stops, config.data.max_length)
+    collator, _ = build_collators(processor, model.config, model.generation_config, config.data.max_length)
     train_stats = check_samples(train_samples, collator, "training")
     check_samples(eval_samples, collator, "validation")
     if config.evaluation.eval_samples is not None:
