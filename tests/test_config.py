@@ -49,3 +49,21 @@ def test_missing_config_file(tmp_path):
 def test_invalid_choice_exits():
     with pytest.raises(SystemExit):
         parse_cli(TrainConfig, ["--method", "qlora-magic"])
+
+
+def test_builtin_configs_parse():
+    from vlmtune.config import BUILTIN_CONFIGS
+
+    names = sorted(str(path.relative_to(BUILTIN_CONFIGS).with_suffix("")) for path in BUILTIN_CONFIGS.rglob("*.yaml"))
+    assert "demo" in names
+    assert "qwen2_5_vl/3b_lora" in names
+    for name in names:
+        config = parse_cli(TrainConfig, ["--config", name])
+        assert config.model.model
+
+
+def test_builtin_config_by_name():
+    config = parse_cli(TrainConfig, ["--config", "qwen2_5_vl/3b_lora", "--batch-size", "2"])
+    assert config.model.model == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert config.training.batch_size == 2
+    assert config.training.grad_accum == 4

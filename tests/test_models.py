@@ -37,11 +37,13 @@ def test_lora_targets_language_model_linears_only(tiny_smolvlm_dir):
 def test_lora_with_trained_vision_and_projector(tiny_smolvlm_dir):
     model = load_tiny(tiny_smolvlm_dir)
     components = find_components(model)
+    base_counts = count_parameters(model, components)
     model = setup_finetuning(model, components, FinetuneConfig(train_vision=True, train_projector=True))
     assert isinstance(model, PeftModel)
     counts = count_parameters(model, components)
-    assert counts.trainable["vision"] > 0
-    assert counts.trainable["projector"] > 0
+    assert counts.trainable["vision"] == base_counts.total["vision"]
+    assert counts.total["vision"] == base_counts.total["vision"]
+    assert counts.trainable["projector"] == base_counts.total["projector"]
     trainable_lm = [n for n, p in model.named_parameters() if p.requires_grad and ".text_model." in n]
     assert trainable_lm
     assert all("lora_" in name for name in trainable_lm)

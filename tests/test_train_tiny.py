@@ -110,3 +110,32 @@ def test_bad_image_fails_before_training(tiny_smolvlm_dir, tmp_path):
     with pytest.raises(DataError, match=r"data\.jsonl:6: image .*5\.png is not a readable image"):
         run_training(tiny_config(tiny_smolvlm_dir, data, output_dir))
     assert not (output_dir / "checkpoints").exists()
+
+
+def test_resume_continues_from_checkpoint(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(24)))
+    output_dir = tmp_path / "run"
+    first = tiny_config(tiny_smolvlm_dir, data, output_dir)
+    first.training.max_steps = 4
+    first.training.save_steps = 2
+    first.evaluation.eval_before = first.evaluation.eval_after = False
+    run_training(first)
+    assert (output_dir / "checkpoints" / "checkpoint-4").is_dir()
+
+    resumed = tiny_config(tiny_smolvlm_dir, data, output_dir)
+    resumed.training.max_steps = 6
+    resumed.training.save_steps = 2
+    resumed.training.resume = True
+    resumed.evaluation.eval_before = resumed.evaluation.eval_after = False
+    summary = run_training(resumed)
+    assert summary["steps"] == 6
+    state = json.loads((output_dir / "checkpoints" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry][:4] == [1, 2, 3, 4]
+
+
+def test_resume_without_checkpoints_rejected(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(8)))
+    config = tiny_config(tiny_smolvlm_dir, data, tmp_path / "empty")
+    config.training.resume = True
+    with pytest.raises(OutputDirError, match="nothing to resume from"):
+        run_training(config)

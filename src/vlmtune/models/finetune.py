@@ -43,6 +43,9 @@ def count_parameters(model: nn.Module, components: Components) -> ParameterCount
     trainable: Counter = Counter()
     total: Counter = Counter()
     for name, parameter in model.named_parameters():
+        # peft keeps a frozen copy of each module in modules_to_save; count the module once.
+        if ".original_module." in name:
+            continue
         component = components.component_of(_strip_peft_prefix(name))
         total[component] += parameter.numel()
         if parameter.requires_grad:

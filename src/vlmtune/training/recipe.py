@@ -50,7 +50,7 @@ class RunPaths:
 
 
 def prepare_output_dir(config: TrainConfig) -> RunPaths:
-    """Create the run folder, refusing to reuse one that holds an earlier run unless resuming."""
+    """Create the run folder, refusing to reuse one that contains an earlier run unless resuming."""
     root = Path(config.training.output_dir)
     if config.training.resume:
         if not (root / CHECKPOINT_DIR).is_dir():
