@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,9 @@ def setup_logging() -> None:
     """Log INFO and above from this project, WARNING and above from libraries, one line each."""
     logging.basicConfig(format="%(asctime)s %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logging.getLogger("vlmtune").setLevel(logging.INFO)
+    # transformers warns about its own renamed internals when peft and Trainer call them; the
+    # user cannot act on those, so they would only bury the training log.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:
