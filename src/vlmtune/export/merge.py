@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText
 
-from vlmtune.config import MergeConfig, ModelConfig
+from vlmtune.config import ConfigError, MergeConfig, ModelConfig
+from vlmtune.export.hub import check_repo_id, push_folder
 from vlmtune.models.adapters import (
-    AdapterLoadError,
     adapter_base_model,
     has_processor,
     is_adapter_folder,
@@ -35,12 +35,17 @@ def merge_adapter(config: MergeConfig) -> Path:
     AutoProcessor load it without peft or trust_remote_code.
     """
     if not config.adapter or not is_adapter_folder(config.adapter):
-        raise AdapterLoadError(
+        raise ConfigError(
             f"--adapter must be a folder with adapter_config.json, got {config.adapter!r}. "
             "A LoRA run saves one as <output-dir>/final."
         )
     if not config.output_dir:
-        raise AdapterLoadError("merge needs --output-dir, a new folder for the merged model.")
+        raise ConfigError("merge needs --output-dir, a new folder for the merged model.")
+    if config.push_to_hub:
+        try:
+            check_repo_id(config.push_to_hub)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
     output_dir = Path(config.output_dir)
     # Checked before the slow loading, and again by require_new_folder right before writing.
     if output_dir.exists() and (output_dir.is_file() or any(output_dir.iterdir())):
@@ -63,7 +68,5 @@ def merge_adapter(config: MergeConfig) -> Path:
     logger.info("Merged %s into %s and saved it to %s", config.adapter, base, output_dir)
 
     if config.push_to_hub:
-        from vlmtune.export.hub import push_folder
-
         push_folder(output_dir, config.push_to_hub, private=config.private)
     return output_dir

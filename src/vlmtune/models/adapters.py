@@ -72,7 +72,16 @@ def load_adapter_strict(base_model: torch.nn.Module, adapter_dir: str | Path) ->
             f"The adapter in {adapter_dir} does not fit {type(base_model).__name__} ({error}). "
             f"Check that its base model is the one it was trained on (loaded with {versions})."
         ) from error
-    result = model.load_adapter(str(adapter_dir), adapter_name="default", is_trainable=False)
+    try:
+        result = model.load_adapter(str(adapter_dir), adapter_name="default", is_trainable=False)
+    except KeyError as error:
+        # peft looks up the weights of fully trained modules (modules_to_save) by name and raises a bare KeyError.
+        raise AdapterLoadError(
+            f"The adapter in {adapter_dir} lacks the weight {error.args[0]} of a fully trained module, so it "
+            f"does not fit {type(base_model).__name__} with {versions}. The adapter was probably saved for "
+            "another model layout (module paths of several families changed in transformers 5): retrain it "
+            "or save it again with this transformers version."
+        ) from error
     unexpected = list(result.unexpected_keys)
     missing = list(result.missing_keys)
     if unexpected or missing:
