@@ -1,0 +1,44 @@
+"""Evaluation during training: validation loss and generation metrics every N steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import write_digit_jsonl
+from tests.test_train_tiny import tiny_config
+from vlmtune.evaluation.callback import EvaluationCallback
+from vlmtune.training.recipe import run_training
+
+
+def test_validation_loss_and_generation_metrics_logged(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(16)))
+    output_dir = tmp_path / "run"
+    config = tiny_config(tiny_smolvlm_dir, data, output_dir)
+    config.training.max_steps = 4
+    config.training.save_steps = 4
+    config.training.eval_steps = 2
+    config.evaluation.metrics = "exact_match,cer"
+    config.evaluation.generation_eval_steps = 4
+    config.evaluation.generation_eval_samples = 3
+    config.evaluation.eval_before = False
+    summary = run_training(config)
+
+    history = json.loads((output_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())[
+        "log_history"
+    ]
+    losses = {entry["step"]: entry["eval_loss"] for entry in history if "eval_loss" in entry}
+    assert sorted(losses) == [2, 4]
+    assert all(loss > 0 for loss in losses.values())
+    generated = [entry for entry in history if "eval_exact_match" in entry]
+    assert [entry["step"] for entry in generated] == [4]
+    assert 0.0 <= generated[0]["eval_exact_match"] <= 1.0
+    assert generated[0]["eval_cer"] >= 0.0
+    assert set(summary["metrics_after"]) == {"exact_match", "cer"}
+    assert summary["metrics_before"] is None
+
+
+def test_generation_steps_must_be_positive(tiny_processor):
+    with pytest.raises(ValueError, match="generation_eval_steps must be a positive"):
+        EvaluationCallback(tiny_processor, [], ["exact_match"], 0, 8, 4)
