@@ -8,7 +8,11 @@ import pytest
 
 from tests.conftest import write_digit_jsonl
 from tests.test_train_tiny import tiny_config
+from vlmtune.config import ModelConfig
+from vlmtune.data.jsonl import read_jsonl
 from vlmtune.evaluation.callback import EvaluationCallback
+from vlmtune.evaluation.generation import generate_answers
+from vlmtune.models.adapters import load_for_inference
 from vlmtune.training.recipe import run_training
 
 
@@ -37,6 +41,15 @@ def test_validation_loss_and_generation_metrics_logged(tiny_smolvlm_dir, tmp_pat
     assert generated[0]["eval_cer"] >= 0.0
     assert set(summary["metrics_after"]) == {"exact_match", "cer"}
     assert summary["metrics_before"] is None
+
+    # The saved adapter loads back strictly and answers exactly as the model did after training.
+    after = [json.loads(line) for line in (output_dir / "predictions_after.jsonl").read_text().splitlines()]
+    by_source = {sample.source: sample for sample in read_jsonl(data)}
+    samples = [by_source[record["source"]] for record in after]
+    loaded = load_for_inference(ModelConfig(model=str(output_dir / "final"), dtype="float32"))
+    assert any(p.abs().sum() > 0 for name, p in loaded.model.named_parameters() if "lora_B" in name)
+    reloaded = generate_answers(loaded.model, loaded.processor, samples, batch_size=8, max_new_tokens=3)
+    assert reloaded == [record["prediction"] for record in after]
 
 
 def test_generation_steps_must_be_positive(tiny_processor):

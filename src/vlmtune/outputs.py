@@ -1,4 +1,4 @@
-"""Output paths of the evaluate, predict and merge commands: never one that holds the user's files."""
+"""Output paths of the evaluate, predict and merge commands: never one that contains the user's files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from vlmtune.config import DEMO, ConfigError
 
 
 class OutputExistsError(ConfigError):
-    """An output path that already holds files, which a command must not overwrite."""
+    """An output path that already contains files, which a command must not overwrite."""
 
 
 def require_new_folder(path: str | Path, flag: str) -> Path:

@@ -1,7 +1,7 @@
 """Task metrics over (prediction, reference) pairs, and the registry that `--metrics` picks from.
 
 Every registered metric is `function(predictions, references) -> float` in [0, 1], higher is
-better except `cer` (an error rate). A reference is a string or a list of acceptable strings; a
+better except `cer` (an error rate). A reference is a string or a list of acceptable strings. A
 metric that scores samples one by one takes the best score over a sample's references.
 """
 

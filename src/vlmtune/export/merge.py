@@ -30,7 +30,7 @@ def load_base_for_merge(base_path: str, dtype: str) -> torch.nn.Module:
 def merge_adapter(config: MergeConfig) -> Path:
     """Merge `config.adapter` into its base model and save model, processor and generation config.
 
-    The folder holds safetensors weights, config.json, generation_config.json and the processor
+    The folder contains safetensors weights, config.json, generation_config.json and the processor
     files (tokenizer, chat template, image preprocessor), so AutoModelForImageTextToText and
     AutoProcessor load it without peft or trust_remote_code.
     """
@@ -57,7 +57,7 @@ def merge_adapter(config: MergeConfig) -> Path:
     processor = load_processor(ModelConfig(model=base), processor_source)
     model = load_adapter_strict(load_base_for_merge(base_path, config.dtype), config.adapter)
     merged = model.merge_and_unload()
-    # The merged model is a plain transformers model; drop the adapter's name so nothing asks for peft.
+    # config.json records this as _name_or_path; the merged folder, not the base model, is its origin now.
     merged.config.name_or_path = str(output_dir)
 
     require_new_folder(output_dir, "--output-dir")

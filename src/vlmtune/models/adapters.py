@@ -3,8 +3,8 @@
 An adapter folder (one with adapter_config.json) is loaded onto its base model with a strict key
 check: every tensor in the adapter file must land in a module of the model, and every adapter
 module of the model must receive a tensor. peft itself only warns about missing keys and keeps
-going with the freshly initialised adapter, which behaves like the untrained base model; that is
-the failure this module turns into an error. Module paths of several families changed in
+going with the freshly initialised adapter, which behaves like the untrained base model. This
+module raises an error instead. Module paths of several families changed in
 transformers 5, so an adapter saved under transformers 4 is the usual cause.
 """
 
@@ -108,7 +108,7 @@ class LoadedModel:
     model: torch.nn.Module
     processor: Any
     source: str
-    """What was loaded, for logs and reports: the model, or `adapter on base`."""
+    """Description of the loaded model for logs and reports: its name, or `<adapter> on <base>`."""
 
     base_model: str | None = None
     """The base model of an adapter; None for a plain model."""
