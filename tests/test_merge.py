@@ -124,7 +124,7 @@ def test_push_to_hub_only_when_asked(adapter_dir, tmp_path):
         assert (tmp_path / "b" / "model.safetensors").is_file()
 
 
-def test_push_to_hub_rejects_bad_repo_id_before_merging(adapter_dir, tmp_path):
+def test_bad_repo_id_rejected_early(adapter_dir, tmp_path):
     with mock.patch("vlmtune.export.hub.HfApi") as api_class:
         code = main(["merge", "--adapter", str(adapter_dir), "--output-dir", str(tmp_path / "m"), "--push-to-hub", "x"])
     assert code == 2

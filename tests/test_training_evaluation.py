@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import write_digit_jsonl
 from tests.test_train_tiny import tiny_config
-from vlmtune.config import ModelConfig
+from vlmtune.config import ConfigError, ModelConfig
 from vlmtune.data.jsonl import read_jsonl
 from vlmtune.evaluation.callback import EvaluationCallback
 from vlmtune.evaluation.generation import generate_answers
@@ -55,3 +55,17 @@ def test_validation_loss_and_generation_metrics_logged(tiny_smolvlm_dir, tmp_pat
 def test_generation_steps_must_be_positive(tiny_processor):
     with pytest.raises(ValueError, match="generation_eval_steps must be a positive"):
         EvaluationCallback(tiny_processor, [], ["exact_match"], 0, 8, 4)
+
+
+def test_bad_evaluation_settings_fail_before_loading(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(8)))
+    output_dir = tmp_path / "run"
+    config = tiny_config(tiny_smolvlm_dir, data, output_dir)
+    config.evaluation.metrics = "exact_match,accuracy"
+    with pytest.raises(ConfigError, match=r"--metrics: Unknown metric accuracy\. Available metrics: exact_match"):
+        run_training(config)
+    config.evaluation.metrics = "exact_match"
+    config.evaluation.generation_eval_steps = -1
+    with pytest.raises(ConfigError, match="--generation-eval-steps must be a positive number of steps, got -1"):
+        run_training(config)
+    assert not output_dir.exists()

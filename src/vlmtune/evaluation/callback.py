@@ -8,10 +8,29 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from vlmtune.config import ConfigError, EvaluationConfig
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.generation import evaluate_samples
+from vlmtune.evaluation.metrics import parse_metric_names
 
 logger = logging.getLogger("vlmtune.train")
+
+
+def training_metric_names(config: EvaluationConfig) -> list[str]:
+    """Return the metrics a training run scores, raising ConfigError for bad evaluation settings.
+
+    Called before the model loads, so a typo fails in seconds rather than after the baseline evaluation.
+    """
+    try:
+        names = parse_metric_names(config.metrics)
+    except ValueError as error:
+        raise ConfigError(f"--metrics: {error}") from error
+    if config.generation_eval_steps is not None and config.generation_eval_steps <= 0:
+        raise ConfigError(
+            f"--generation-eval-steps must be a positive number of steps, got {config.generation_eval_steps}. "
+            "Leave it unset to score generations only before and after training."
+        )
+    return names
 
 
 class EvaluationCallback(TrainerCallback):

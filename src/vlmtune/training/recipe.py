@@ -21,9 +21,8 @@ from vlmtune.collation.factory import build_collators
 from vlmtune.config import DEMO, TrainConfig, config_to_dict, save_config
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.loading import load_train_and_eval
-from vlmtune.evaluation.callback import EvaluationCallback
+from vlmtune.evaluation.callback import EvaluationCallback, training_metric_names
 from vlmtune.evaluation.generation import EvaluationResult, evaluate_samples
-from vlmtune.evaluation.metrics import parse_metric_names
 from vlmtune.export.save import save_final_model
 from vlmtune.models.components import find_components
 from vlmtune.models.finetune import count_parameters, setup_finetuning
@@ -80,7 +79,13 @@ def _write_predictions(path: Path, result: EvaluationResult) -> None:
 
 
 def _evaluate(
-    model: Any, processor: Any, samples: list, config: TrainConfig, label: str, paths: RunPaths
+    model: Any,
+    processor: Any,
+    samples: list,
+    config: TrainConfig,
+    label: str,
+    paths: RunPaths,
+    metric_names: list[str],
 ) -> EvaluationResult:
     evaluation = config.evaluation
     logger.info("Evaluating %s training on %d validation samples", label, len(samples))
@@ -88,7 +93,7 @@ def _evaluate(
         model,
         processor,
         samples,
-        parse_metric_names(evaluation.metrics),
+        metric_names,
         evaluation.eval_batch_size,
         evaluation.max_new_tokens,
     )
@@ -101,6 +106,7 @@ def _evaluate(
 def run_training(config: TrainConfig) -> dict[str, Any]:
     """Run the whole recipe and return the run summary (also written to run_summary.json)."""
     started = time.perf_counter()
+    metric_names = training_metric_names(config.evaluation)
 
     # --- Output folder -------------------------------------------------------------------------
     paths = prepare_output_dir(config)
@@ -119,14 +125,15 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     collator, _ = build_collators(processor, model.config, model.generation_config, config.data.max_length)
     train_stats = check_samples(train_samples, collator, "training")
     check_samples(eval_samples, collator, "validation")
-    parse_metric_names(config.evaluation.metrics)
     validation_samples = eval_samples
     if config.evaluation.eval_samples is not None:
         eval_samples = eval_samples[: config.evaluation.eval_samples]
 
     # --- Baseline evaluation -------------------------------------------------------------------
     before = (
-        _evaluate(model, processor, eval_samples, config, "before", paths) if config.evaluation.eval_before else None
+        _evaluate(model, processor, eval_samples, config, "before", paths, metric_names)
+        if config.evaluation.eval_before
+        else None
     )
 
     # --- Fine-tuning setup ---------------------------------------------------------------------
@@ -142,7 +149,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     evaluation_callback = EvaluationCallback(
         processor,
         validation_samples[: config.evaluation.generation_eval_samples],
-        parse_metric_names(config.evaluation.metrics),
+        metric_names,
         config.evaluation.generation_eval_steps,
         config.evaluation.eval_batch_size,
         config.evaluation.max_new_tokens,
@@ -158,7 +165,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
     # --- Evaluation after training -------------------------------------------------------------
     after = (
-        _evaluate(trainer.model, processor, eval_samples, config, "after", paths)
+        _evaluate(trainer.model, processor, eval_samples, config, "after", paths, metric_names)
         if config.evaluation.eval_after
         else None
     )
