@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import GenerationConfig
 
 from tests.conftest import write_digit_jsonl
@@ -63,6 +64,25 @@ def test_generation_settings_come_from_the_model_unless_overridden(adapter_model
         assert (overridden["max_new_tokens"], overridden["do_sample"], overridden["temperature"]) == (3, False, None)
         sampled = generation_kwargs(model, tokenizer, GenerationSettings(do_sample=True, temperature=0.5))
         assert sampled["temperature"] == 0.5
+    finally:
+        model.generation_config = original
+
+
+def test_greedy_override_of_sampling_config(adapter_model, digits):
+    model, processor = adapter_model.model, adapter_model.processor
+    samples = read_jsonl(digits)[:2]
+    greedy = generate_answers(model, processor, samples, max_new_tokens=4)
+    original = model.generation_config
+    sampling = GenerationConfig(**original.to_dict())
+    sampling.update(do_sample=True, temperature=5.0, top_k=50)
+    model.generation_config = sampling
+    try:
+        settings = GenerationSettings(max_new_tokens=4, do_sample=False)
+        assert generate_answers(model, processor, samples, settings=settings) == greedy
+        # Sampling at temperature 5 from the model's config: not the greedy answers every time.
+        torch.manual_seed(0)
+        sampled = [generate_answers(model, processor, samples, max_new_tokens=4) for _ in range(3)]
+        assert any(answers != greedy for answers in sampled)
     finally:
         model.generation_config = original
 
