@@ -13,6 +13,7 @@ from transformers import AutoModelForImageTextToText
 
 from tests.fixtures.adapter import build_tiny_adapter
 from vlmtune.config import ModelConfig
+from vlmtune.export.save import verify_adapter_reloads
 from vlmtune.models.adapters import AdapterLoadError, load_adapter_strict, load_for_inference
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -81,3 +82,27 @@ def test_adapter_without_base_name_asks_for_base_model(adapter_dir, tmp_path):
     (nameless / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterLoadError, match=r"does not name its base model.*--base-model"):
         load_for_inference(ModelConfig(model=str(nameless)))
+
+
+def test_saved_adapter_verified_by_reloading(tiny_smolvlm_dir, adapter_dir, tmp_path):
+    model = load_for_inference(ModelConfig(model=str(adapter_dir), dtype="float32")).model
+    model.save_pretrained(tmp_path / "ok")
+    verify_adapter_reloads(model, tmp_path / "ok")
+    assert list(model.peft_config) == ["default"]
+    assert model.active_adapter == "default"
+
+    # Same keys, other values: the reloaded weights differ from the trained ones.
+    changed = tmp_path / "changed"
+    shutil.copytree(tmp_path / "ok", changed)
+    weights = load_file(changed / ADAPTER_FILE)
+    key = "base_model.model.model.text_model.layers.1.self_attn.v_proj.lora_A.weight"
+    weights[key] = weights[key] + 1
+    save_file(weights, changed / ADAPTER_FILE)
+    with pytest.raises(AdapterLoadError, match=r"1 weights differ, e\.g\. .*layers\.1\.self_attn\.v_proj\.lora_A"):
+        verify_adapter_reloads(model, changed)
+
+    renamed = copy_with_renamed_keys(tmp_path / "ok", tmp_path / "renamed", "model.text_model.", "model.lm.")
+    with pytest.raises(AdapterLoadError, match="match no module"):
+        verify_adapter_reloads(model, renamed)
+    assert list(model.peft_config) == ["default"]
+    assert model.active_adapter == "default"

@@ -59,10 +59,46 @@ def _describe_keys(keys: list[str]) -> str:
     return shown + (f" and {len(keys) - _KEYS_SHOWN} more" if len(keys) > _KEYS_SHOWN else "")
 
 
+def _versions() -> str:
+    return f"transformers {transformers.__version__}, peft {peft.__version__}"
+
+
+_LAYOUT_HINT = (
+    "The adapter was probably saved for another model layout (module paths of several families changed "
+    "in transformers 5): retrain it or save it again with this transformers version."
+)
+
+
+def load_adapter_checked(model: PeftModel, adapter_dir: str | Path, adapter_name: str) -> None:
+    """Load the adapter in `adapter_dir` into `model` as `adapter_name`; raise if any weight did not load."""
+    model_name = type(model.get_base_model()).__name__
+    try:
+        result = model.load_adapter(str(adapter_dir), adapter_name=adapter_name, is_trainable=False)
+    except KeyError as error:
+        # peft looks up the weights of fully trained modules (modules_to_save) by name and raises a bare KeyError.
+        raise AdapterLoadError(
+            f"The adapter in {adapter_dir} lacks the weight {error.args[0]} of a fully trained module, so it "
+            f"does not fit {model_name} with {_versions()}. {_LAYOUT_HINT}"
+        ) from error
+    unexpected = list(result.unexpected_keys)
+    missing = list(result.missing_keys)
+    if not unexpected and not missing:
+        return
+    problems = []
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights in the file match no module: {_describe_keys(unexpected)}")
+    if missing:
+        problems.append(f"{len(missing)} adapter weights of the model were not in the file: {_describe_keys(missing)}")
+    raise AdapterLoadError(
+        f"The adapter in {adapter_dir} did not load into {model_name} with {_versions()}: "
+        + "; ".join(problems)
+        + f". Running it would give the untrained base model's answers. {_LAYOUT_HINT}"
+    )
+
+
 def load_adapter_strict(base_model: torch.nn.Module, adapter_dir: str | Path) -> PeftModel:
     """Wrap `base_model` with the adapter in `adapter_dir`, failing if any adapter weight did not load."""
     adapter_dir = Path(adapter_dir)
-    versions = f"transformers {transformers.__version__}, peft {peft.__version__}"
     config = PeftConfig.from_pretrained(str(adapter_dir))
     try:
         # The same two steps as PeftModel.from_pretrained, which drops the load result we need to check.
@@ -70,35 +106,9 @@ def load_adapter_strict(base_model: torch.nn.Module, adapter_dir: str | Path) ->
     except ValueError as error:
         raise AdapterLoadError(
             f"The adapter in {adapter_dir} does not fit {type(base_model).__name__} ({error}). "
-            f"Check that its base model is the one it was trained on (loaded with {versions})."
+            f"Check that its base model is the one it was trained on (loaded with {_versions()})."
         ) from error
-    try:
-        result = model.load_adapter(str(adapter_dir), adapter_name="default", is_trainable=False)
-    except KeyError as error:
-        # peft looks up the weights of fully trained modules (modules_to_save) by name and raises a bare KeyError.
-        raise AdapterLoadError(
-            f"The adapter in {adapter_dir} lacks the weight {error.args[0]} of a fully trained module, so it "
-            f"does not fit {type(base_model).__name__} with {versions}. The adapter was probably saved for "
-            "another model layout (module paths of several families changed in transformers 5): retrain it "
-            "or save it again with this transformers version."
-        ) from error
-    unexpected = list(result.unexpected_keys)
-    missing = list(result.missing_keys)
-    if unexpected or missing:
-        problems = []
-        if unexpected:
-            problems.append(f"{len(unexpected)} weights in the file match no module: {_describe_keys(unexpected)}")
-        if missing:
-            problems.append(
-                f"{len(missing)} adapter weights of the model were not in the file: {_describe_keys(missing)}"
-            )
-        raise AdapterLoadError(
-            f"The adapter in {adapter_dir} did not load into {type(base_model).__name__} with {versions}: "
-            + "; ".join(problems)
-            + ". Running it would give the untrained base model's answers. The adapter was probably saved "
-            "for another model layout (module paths of several families changed in transformers 5): "
-            "retrain it or save it again with this transformers version."
-        )
+    load_adapter_checked(model, adapter_dir, "default")
     model.eval()
     return model
 
