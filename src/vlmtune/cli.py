@@ -8,7 +8,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vlmtune.config import DEMO, ConfigError, TrainConfig, parse_cli
+from vlmtune.config import (
+    DEMO,
+    ChatConfig,
+    ConfigError,
+    EvaluateConfig,
+    MergeConfig,
+    PredictConfig,
+    TrainConfig,
+    parse_cli,
+)
 from vlmtune.data.errors import DataError
 
 
@@ -76,9 +85,74 @@ def build_demo_command(argv: list[str]) -> int:
     return 0
 
 
+def evaluate_command(argv: list[str]) -> int:
+    """Score a model or adapter on a dataset; optionally compare with a baseline in one report."""
+    config = parse_cli(EvaluateConfig, argv, prog="vlmtune evaluate")
+    from vlmtune.evaluation.report import run_evaluation
+    from vlmtune.models.adapters import AdapterLoadError
+
+    try:
+        run_evaluation(config)
+    except AdapterLoadError as error:
+        return _fail(error)
+    return 0
+
+
+def predict_command(argv: list[str]) -> int:
+    """Answer a dataset's prompts, or one prompt for every image in a folder."""
+    config = parse_cli(PredictConfig, argv, prog="vlmtune predict")
+    from vlmtune.inference.predict import run_prediction
+    from vlmtune.models.adapters import AdapterLoadError
+
+    try:
+        run_prediction(config)
+    except AdapterLoadError as error:
+        return _fail(error)
+    return 0
+
+
+def chat_command(argv: list[str]) -> int:
+    """Chat with a model or adapter in the terminal."""
+    config = parse_cli(ChatConfig, argv, prog="vlmtune chat")
+    from vlmtune.evaluation.report import generation_settings
+    from vlmtune.inference.chat import run_chat
+    from vlmtune.models.adapters import AdapterLoadError, load_for_inference
+
+    try:
+        loaded = load_for_inference(config.model, config.base_model)
+    except AdapterLoadError as error:
+        return _fail(error)
+    run_chat(
+        loaded.model,
+        loaded.processor,
+        generation_settings(config.generation),
+        image=config.image,
+        system=config.system,
+    )
+    return 0
+
+
+def merge_command(argv: list[str]) -> int:
+    """Merge a LoRA adapter into its base model; optionally upload the result to the Hub."""
+    config = parse_cli(MergeConfig, argv, prog="vlmtune merge")
+    from vlmtune.export.merge import merge_adapter
+    from vlmtune.models.adapters import AdapterLoadError
+
+    try:
+        output_dir = merge_adapter(config)
+    except AdapterLoadError as error:
+        return _fail(error)
+    print(f"merged model: {output_dir}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "build-demo": build_demo_command,
+    "evaluate": evaluate_command,
+    "predict": predict_command,
+    "chat": chat_command,
+    "merge": merge_command,
 }
 
 

@@ -157,6 +157,9 @@ class TrainingConfig:
     report_to: str = "none"
     """Experiment tracker passed to transformers (`none`, `tensorboard`, `wandb`, ...)."""
 
+    eval_steps: int | None = None
+    """Compute the validation loss every N optimizer steps. None: every save_steps steps; 0: never."""
+
 
 @dataclass
 class EvaluationConfig:
@@ -175,6 +178,17 @@ class EvaluationConfig:
     max_new_tokens: int = 64
     """Maximum tokens generated per answer."""
 
+    metrics: str = "exact_match"
+    """Comma-separated task metrics for generation-based evaluation: exact_match, relaxed_accuracy,
+    vqa_accuracy, anls, cer, bleu, rouge_l, json_validity, json_field_accuracy, box_iou."""
+
+    generation_eval_steps: int | None = None
+    """Also generate answers for `generation_eval_samples` validation samples and log `metrics`
+    every N optimizer steps during training. None: only before and after training."""
+
+    generation_eval_samples: int = 32
+    """Validation samples (the first N) scored by the generation metrics during training."""
+
 
 @dataclass
 class TrainConfig:
@@ -188,6 +202,128 @@ class TrainConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int | None = None
+    """Maximum tokens generated per answer. None: the model's generation config, else 64."""
+
+    do_sample: bool | None = None
+    """Sample instead of greedy decoding. None: the model's generation config (greedy if unset)."""
+
+    temperature: float | None = None
+    """Sampling temperature (with do_sample). None: the model's generation config."""
+
+    top_p: float | None = None
+    """Nucleus sampling threshold (with do_sample). None: the model's generation config."""
+
+    batch_size: int = 8
+    """Samples per generation batch."""
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluate a model or a LoRA adapter folder on a JSONL dataset.
+
+    Writes predictions.jsonl (one line per sample with its reference) and metrics.json. With
+    --baseline, the baseline model is evaluated on the same samples and both appear in one report."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+
+    data: str | None = None
+    """JSONL file to evaluate on (the training format; the last assistant message is the reference)."""
+
+    image_root: str | None = None
+    """Folder that relative image paths are resolved against. None: the folder of the data file."""
+
+    output_dir: str | None = None
+    """Folder for predictions and metrics; it must be new or empty. None: outputs/eval-<model>-<time>."""
+
+    metrics: str = "exact_match"
+    """Comma-separated metrics: exact_match, relaxed_accuracy, vqa_accuracy, anls, cer, bleu,
+    rouge_l, json_validity, json_field_accuracy, box_iou."""
+
+    max_samples: int | None = None
+    """Evaluate only the first N samples. None: all."""
+
+    base_model: str | None = None
+    """Base model for an adapter folder. None: the one named in its adapter_config.json."""
+
+    baseline: str | None = None
+    """A second model to compare against in the same report; `base`: the adapter's base model."""
+
+
+@dataclass
+class PredictConfig:
+    """Generate answers with a model or LoRA adapter for a JSONL dataset or a folder of images."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+
+    data: str | None = None
+    """JSONL file whose prompts (everything before the last answer) are answered."""
+
+    images: str | None = None
+    """Folder of images (png, jpg, jpeg, webp, bmp, gif, tif, tiff), each answered with --prompt."""
+
+    prompt: str | None = None
+    """The question asked about every image of --images."""
+
+    image_root: str | None = None
+    """Folder that relative image paths in --data are resolved against. None: the data file's folder."""
+
+    output: str | None = None
+    """JSONL file for the predictions; it must not exist yet."""
+
+    base_model: str | None = None
+    """Base model for an adapter folder. None: the one named in its adapter_config.json."""
+
+
+@dataclass
+class ChatConfig:
+    """Chat with a model or LoRA adapter in the terminal.
+
+    Type a message and press Enter. `/image PATH` attaches an image to your next message, `/reset`
+    starts a new conversation, `/quit` (or end of input) leaves."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+
+    image: str | None = None
+    """Image attached to the first message."""
+
+    system: str | None = None
+    """System message that starts every conversation."""
+
+    base_model: str | None = None
+    """Base model for an adapter folder. None: the one named in its adapter_config.json."""
+
+
+@dataclass
+class MergeConfig:
+    """Merge a LoRA adapter into its base model and save a standalone model.
+
+    The output loads with AutoModelForImageTextToText and AutoProcessor alone (no peft)."""
+
+    adapter: str | None = None
+    """Adapter folder (with adapter_config.json), e.g. the `final` folder of a LoRA run."""
+
+    output_dir: str | None = None
+    """Folder for the merged model; it must be new or empty."""
+
+    base_model: str | None = None
+    """Base model. None: the one named in the adapter's adapter_config.json."""
+
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Dtype of the merged weights. auto: the base model's stored dtype."""
+
+    push_to_hub: str | None = None
+    """Also upload the merged folder to this Hub repository (`user/name`). None: no upload."""
+
+    private: bool = True
+    """Create the Hub repository as private (with --push-to-hub)."""
 
 
 class ConfigError(ValueError):

@@ -11,7 +11,7 @@ from vlmtune.data.schema import Sample
 
 
 def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[Sample]:
-    """Read a JSONL file of `{"messages": [...], "images": [...]?}` objects, one per line.
+    """Read a JSONL file of `{"messages": [...], "images": [...]?, "answers": [...]?}` objects, one per line.
 
     Relative image paths resolve against `image_root`, by default the folder of the file. Blank
     lines are skipped; every other problem raises a `DataError` naming the file and line.
@@ -38,7 +38,12 @@ def read_jsonl(path: str | Path, image_root: str | Path | None = None) -> list[S
             images = record.get("images")
             if images is not None and not isinstance(images, list):
                 images = [images]
-            samples.append(normalize_messages(record["messages"], where, root, images))
+            sample = normalize_messages(record["messages"], where, root, images)
+            answers = record.get("answers", [])
+            if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
+                raise DataError(where, "`answers` must be a list of strings (further acceptable answers).")
+            sample.answers = answers
+            samples.append(sample)
 
     if not samples:
         raise DataError(str(path), "the file contains no samples.")

@@ -30,6 +30,10 @@ class Sample:
     source: str = "<memory>"
     """Where the sample comes from, as `file:line`, for error messages."""
 
+    answers: list[str] = field(default_factory=list)
+    """Further acceptable answers for evaluation besides the last assistant message (the data's
+    optional `answers` list, e.g. the ten annotator answers of a VQA sample)."""
+
     def assistant_indices(self) -> list[int]:
         """Return the positions of the assistant messages."""
         return [i for i, message in enumerate(self.messages) if message["role"] == "assistant"]
@@ -47,6 +51,10 @@ class Sample:
     def reference_answer(self) -> str:
         """Return the text of the last assistant message, the answer evaluation compares against."""
         return message_text(self.messages[self.assistant_indices()[-1]])
+
+    def reference_answers(self) -> list[str]:
+        """Return every acceptable answer: the last assistant message first, then `answers`."""
+        return [self.reference_answer(), *self.answers]
 
 
 def message_text(message: dict[str, Any]) -> str:

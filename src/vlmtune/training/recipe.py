@@ -21,7 +21,8 @@ from vlmtune.collation.factory import build_collators
 from vlmtune.config import DEMO, TrainConfig, config_to_dict, save_config
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.loading import load_train_and_eval
-from vlmtune.evaluation.generation import EvaluationResult, evaluate_exact_match
+from vlmtune.evaluation.callback import EvaluationCallback, training_metric_names
+from vlmtune.evaluation.generation import EvaluationResult, evaluate_samples
 from vlmtune.export.save import save_final_model
 from vlmtune.models.components import find_components
 from vlmtune.models.finetune import count_parameters, setup_finetuning
@@ -78,19 +79,34 @@ def _write_predictions(path: Path, result: EvaluationResult) -> None:
 
 
 def _evaluate(
-    model: Any, processor: Any, samples: list, config: TrainConfig, label: str, paths: RunPaths
+    model: Any,
+    processor: Any,
+    samples: list,
+    config: TrainConfig,
+    label: str,
+    paths: RunPaths,
+    metric_names: list[str],
 ) -> EvaluationResult:
     evaluation = config.evaluation
     logger.info("Evaluating %s training on %d validation samples", label, len(samples))
-    result = evaluate_exact_match(model, processor, samples, evaluation.eval_batch_size, evaluation.max_new_tokens)
+    result = evaluate_samples(
+        model,
+        processor,
+        samples,
+        metric_names,
+        evaluation.eval_batch_size,
+        evaluation.max_new_tokens,
+    )
     _write_predictions(paths.root / f"predictions_{label}.jsonl", result)
     logger.info("Exact-match accuracy %s training: %.1f%% (%.0f s)", label, 100 * result.accuracy, result.seconds)
+    logger.info("Metrics %s training: %s", label, ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
     return result
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
     """Run the whole recipe and return the run summary (also written to run_summary.json)."""
     started = time.perf_counter()
+    metric_names = training_metric_names(config.evaluation)
 
     # --- Output folder -------------------------------------------------------------------------
     paths = prepare_output_dir(config)
@@ -109,12 +125,15 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     collator, _ = build_collators(processor, model.config, model.generation_config, config.data.max_length)
     train_stats = check_samples(train_samples, collator, "training")
     check_samples(eval_samples, collator, "validation")
+    validation_samples = eval_samples
     if config.evaluation.eval_samples is not None:
         eval_samples = eval_samples[: config.evaluation.eval_samples]
 
     # --- Baseline evaluation -------------------------------------------------------------------
     before = (
-        _evaluate(model, processor, eval_samples, config, "before", paths) if config.evaluation.eval_before else None
+        _evaluate(model, processor, eval_samples, config, "before", paths, metric_names)
+        if config.evaluation.eval_before
+        else None
     )
 
     # --- Fine-tuning setup ---------------------------------------------------------------------
@@ -124,7 +143,19 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
     # --- Training ------------------------------------------------------------------------------
     args = build_training_arguments(config, paths.checkpoints, resolve_dtype(config.model.dtype))
-    trainer = build_trainer(model, processor, args, ConversationDataset(train_samples), collator)
+    trainer = build_trainer(
+        model, processor, args, ConversationDataset(train_samples), collator, ConversationDataset(validation_samples)
+    )
+    evaluation_callback = EvaluationCallback(
+        processor,
+        validation_samples[: config.evaluation.generation_eval_samples],
+        metric_names,
+        config.evaluation.generation_eval_steps,
+        config.evaluation.eval_batch_size,
+        config.evaluation.max_new_tokens,
+    )
+    evaluation_callback.trainer = trainer
+    trainer.add_callback(evaluation_callback)
     train_started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=True if config.training.resume else None)
     train_seconds = time.perf_counter() - train_started
@@ -134,7 +165,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
     # --- Evaluation after training -------------------------------------------------------------
     after = (
-        _evaluate(trainer.model, processor, eval_samples, config, "after", paths)
+        _evaluate(trainer.model, processor, eval_samples, config, "after", paths, metric_names)
         if config.evaluation.eval_after
         else None
     )
@@ -155,6 +186,8 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         "train_seconds": round(train_seconds, 1),
         "accuracy_before": before.accuracy if before else None,
         "accuracy_after": after.accuracy if after else None,
+        "metrics_before": before.metrics if before else None,
+        "metrics_after": after.metrics if after else None,
         "eval_seconds_before": round(before.seconds, 1) if before else None,
         "eval_seconds_after": round(after.seconds, 1) if after else None,
         "trainable_parameters": dict(parameter_counts.trainable),

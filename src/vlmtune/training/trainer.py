@@ -36,6 +36,13 @@ def build_training_arguments(config: TrainConfig, checkpoint_dir: Path, dtype: t
     """Translate the run configuration into TrainingArguments."""
     training = config.training
     precision = resolve_mixed_precision(training.mixed_precision, dtype)
+    eval_steps = training.eval_steps if training.eval_steps is not None else training.save_steps
+    evaluation = (
+        # Only the loss is needed; keeping logits would hold batch x sequence x vocabulary floats.
+        {"eval_strategy": "steps", "eval_steps": eval_steps, "prediction_loss_only": True}
+        if eval_steps > 0
+        else {"eval_strategy": "no"}
+    )
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         per_device_train_batch_size=training.batch_size,
@@ -62,6 +69,8 @@ def build_training_arguments(config: TrainConfig, checkpoint_dir: Path, dtype: t
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        per_device_eval_batch_size=training.batch_size,
+        **evaluation,
     )
 
 
@@ -71,12 +80,17 @@ def build_trainer(
     args: TrainingArguments,
     train_dataset: Any,
     collator: Any,
+    eval_dataset: Any = None,
 ) -> Trainer:
-    """Create the Trainer with the project's step log line in place of transformers' printers."""
+    """Create the Trainer with the project's step log line in place of transformers' printers.
+
+    `eval_dataset` is scored for the validation loss when `args.eval_strategy` is `steps`.
+    """
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=processor,
     )

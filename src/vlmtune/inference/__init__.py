@@ -1,0 +1,1 @@
+"""Inference with a trained model or adapter: batch prediction and terminal chat."""

@@ -1,0 +1,117 @@
+"""Interactive terminal chat: one conversation with history, images attached by path."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from vlmtune.data.errors import DataError
+from vlmtune.data.images import load_image
+from vlmtune.data.schema import Sample
+from vlmtune.evaluation.generation import GenerationSettings, generate_answers
+
+HELP = "Commands: /image PATH attaches an image to your next message, /reset starts over, /quit leaves."
+PROMPT = "you> "
+
+
+class ChatSession:
+    """The conversation so far: messages in the content-parts form and their images in order."""
+
+    def __init__(self, system: str | None = None):
+        self.system = system
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        if self.system:
+            self.messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
+        self.images: list[Any] = []
+        self.pending_image: Path | None = None
+
+    def attach(self, path: str) -> None:
+        """Attach the image at `path` to the next user message (checked now, so typos show at once)."""
+        image_path = Path(path).expanduser()
+        load_image(image_path, "/image")
+        self.pending_image = image_path
+
+    def user_turn(self, text: str) -> Sample:
+        """Add a user message and return the sample whose answer is the model's reply."""
+        content: list[dict[str, Any]] = []
+        if self.pending_image is not None:
+            content.append({"type": "image"})
+            self.images.append(self.pending_image)
+            self.pending_image = None
+        content.append({"type": "text", "text": text})
+        self.messages.append({"role": "user", "content": content})
+        turn = [*self.messages, {"role": "assistant", "content": []}]
+        return Sample(messages=turn, images=list(self.images), source="chat")
+
+    def assistant_turn(self, text: str) -> None:
+        self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+
+
+def run_chat(
+    model: torch.nn.Module,
+    processor: Any,
+    settings: GenerationSettings,
+    input_stream: TextIO = sys.stdin,
+    output_stream: TextIO = sys.stdout,
+    image: str | None = None,
+    system: str | None = None,
+) -> ChatSession:
+    """Read lines from `input_stream` until /quit or end of input, answering each message.
+
+    Returns the session, so callers (and tests) can inspect the conversation.
+    """
+    session = ChatSession(system)
+    interactive = input_stream.isatty()
+
+    def say(text: str) -> None:
+        output_stream.write(text + "\n")
+        output_stream.flush()
+
+    say(HELP)
+    if image:
+        try:
+            session.attach(image)
+        except DataError as error:
+            say(f"error: {error}")
+    while True:
+        if interactive:
+            output_stream.write(PROMPT)
+            output_stream.flush()
+        line = input_stream.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/quit":
+            break
+        if text == "/reset":
+            session.reset()
+            say("(new conversation)")
+            continue
+        if text.startswith("/image"):
+            path = text.removeprefix("/image").strip()
+            if not path:
+                say("error: /image needs a path, e.g. /image photo.png")
+                continue
+            try:
+                session.attach(path)
+            except DataError as error:
+                say(f"error: {error}")
+                continue
+            say(f"(image {path} attached to your next message)")
+            continue
+        if text.startswith("/"):
+            say(f"error: unknown command {text.split()[0]}. {HELP}")
+            continue
+        sample = session.user_turn(text)
+        answer = generate_answers(model, processor, [sample], batch_size=1, settings=settings)[0]
+        session.assistant_turn(answer)
+        say(f"model> {answer}")
+    return session
