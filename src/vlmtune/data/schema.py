@@ -30,6 +30,9 @@ class Sample:
     source: str = "<memory>"
     """Where the sample comes from, as `file:line`, for error messages."""
 
+    format: str = "messages"
+    """The record format it was read from (messages, sharegpt, prompt_answer), for the data report."""
+
     def assistant_indices(self) -> list[int]:
         """Return the positions of the assistant messages."""
         return [i for i, message in enumerate(self.messages) if message["role"] == "assistant"]
