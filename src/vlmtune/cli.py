@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vlmtune.config import DEMO, ConfigError, TrainConfig, parse_cli
+from vlmtune.config import DEMO, ConfigError, TrainConfig, ValidateConfig, parse_cli
 from vlmtune.data.errors import DataError
 
 
@@ -72,9 +72,18 @@ def build_demo_command(argv: list[str]) -> int:
     return 0
 
 
+def validate_command(argv: list[str]) -> int:
+    """Validate the data and report its token budget without training."""
+    config = parse_cli(ValidateConfig, with_demo_defaults(argv), prog="vlmtune validate")
+    from vlmtune.validation.command import run_validate
+
+    return run_validate(config)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "build-demo": build_demo_command,
+    "validate": validate_command,
 }
 
 

@@ -245,6 +245,13 @@ class TrainConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
+@dataclass
+class ValidateConfig(TrainConfig):
+    """Check the data against a model's processor before training: read every sample, decode every
+    image, encode it as training would, and report problems and the token budget (printed, and
+    written as JSON to --validation-report). Takes the same options and config files as train."""
+
+
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
 

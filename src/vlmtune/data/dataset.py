@@ -9,19 +9,19 @@ import dataclasses
 
 from torch.utils.data import Dataset
 
-from vlmtune.data.images import DEFAULT_OPTIONS, ImageOptions, load_image
+from vlmtune.data.images import DEFAULT_OPTIONS, load_image
 from vlmtune.data.schema import Sample
 
 
 class ConversationDataset(Dataset):
-    def __init__(self, samples: list[Sample], image_options: ImageOptions = DEFAULT_OPTIONS):
+    def __init__(self, samples: list[Sample]):
         self.samples = samples
-        self.image_options = image_options
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Sample:
         sample = self.samples[index]
-        images = [load_image(image, sample.source, self.image_options) for image in sample.images]
+        options = sample.image_options or DEFAULT_OPTIONS
+        images = [load_image(image, sample.source, options) for image in sample.images]
         return dataclasses.replace(sample, images=images)

@@ -73,6 +73,10 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
         validation = [sample for _, sample in validation_tagged]
         parts = [[sample for index, sample in train_tagged if index == i] for i in range(len(reads))]
         rejected["validation"] = []
+    options = image_options(config)
+    for read in [*reads, *eval_reads]:
+        for sample in read.samples:
+            sample.image_options = options
     train = mix_sources(parts, weights, seed)
     if config.max_train_samples is not None:
         train = train[: config.max_train_samples]

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from vlmtune.collation.collator import TrainingCollator
 from vlmtune.collation.labels import IGNORE_INDEX
+from vlmtune.config import DataConfig
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.errors import DataError
+from vlmtune.data.loading import load_data
 from vlmtune.data.schema import Sample
+from vlmtune.validation.pipeline import (
+    REPORT_FILE,
+    SKIPPED_FILE,
+    ValidatedData,
+    apply_policy,
+    print_report,
+    validate_data,
+    write_report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +75,19 @@ def check_samples(samples: list[Sample], collator: TrainingCollator, name: str) 
         stats.max_tokens,
     )
     return stats
+
+
+def validate_before_training(
+    config: DataConfig, seed: int, collator: TrainingCollator, model_config: Any, run_dir: Path
+) -> ValidatedData:
+    """Load and validate all data, write the report into the run folder and apply the bad-sample policy.
+
+    Raises a `DataError` listing the bad samples under the fail policy, before any training step.
+    """
+    loaded = load_data(config, seed)
+    validated = validate_data(loaded, collator, config, model_config)
+    report_path = run_dir / REPORT_FILE
+    write_report(validated.report, report_path)
+    print_report(validated.report)
+    apply_policy(validated, config.bad_samples, report_path, run_dir / SKIPPED_FILE)
+    return validated
