@@ -176,7 +176,7 @@ def _jsonl_records(path: Path) -> Records:
                 continue
             where = f"{path}:{line_number}"
             try:
-                yield where, json.loads(line)
+                yield where, json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as error:
                 yield (
                     where,
