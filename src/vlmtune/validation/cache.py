@@ -51,7 +51,11 @@ def settings_fingerprint(settings: CheckSettings) -> str:
     digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        digest.update(backend.to_str().encode())
+        # Padding and truncation are per-call state that the tokenizer keeps from its last call.
+        state = json.loads(backend.to_str())
+        state.pop("padding", None)
+        state.pop("truncation", None)
+        digest.update(json.dumps(state, sort_keys=True).encode())
     return digest.hexdigest()[:32]
 
 
