@@ -46,7 +46,7 @@ def detect_format(record: dict[str, Any]) -> str | None:
 
 
 def record_to_sample(record: Any, where: str, image_root: Path, data_format: str = "auto") -> Sample:
-    """Turn one record into a `Sample`; `data_format` is `auto` or one of FORMATS."""
+    """Turn one record into a `Sample`. `data_format` is `auto` or one of FORMATS."""
     if not isinstance(record, dict):
         raise DataError(where, f"expected a JSON object (a mapping), got {type(record).__name__}.")
     found = detect_format(record) if data_format == "auto" else data_format
@@ -93,6 +93,7 @@ def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sa
             f"Put one {SHAREGPT_PLACEHOLDER} in the text for each image, where the image belongs.",
             kind="placeholder_mismatch",
         )
+
     messages = []
     image_iter = iter(images)
     resolved = []
@@ -110,6 +111,7 @@ def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sa
             raise DataError(turn_where, "`value` must be a string.")
         if role == "assistant" and SHAREGPT_PLACEHOLDER in text:
             raise DataError(turn_where, "assistant turns cannot contain images.", kind="placeholder_mismatch")
+
         parts: list[dict[str, Any]] = []
         # Split on the placeholder and drop the newline that usually follows it, so the text reads as
         # the chat template expects around an image.
@@ -121,6 +123,7 @@ def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sa
             if text_piece:
                 parts.append({"type": "text", "text": text_piece})
         messages.append({"role": role, "content": parts})
+
     sample = Sample(messages=messages, images=resolved, source=where)
     check_supervised_turn(sample)
     return sample

@@ -31,7 +31,7 @@ DATA_URI_PREFIX = "data:"
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """How images are fetched, checked and resized before the processor sees them."""
+    """Settings for fetching, checking and resizing images before the processor receives them."""
 
     max_pixels: int | None = None
     """Downscale (keeping the aspect ratio) any image with more pixels than this."""

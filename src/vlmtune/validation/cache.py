@@ -1,9 +1,9 @@
 """On-disk cache of per-sample validation results, so re-validating unchanged data is instant.
 
-A result is stored under a key built from the sample's messages and the identity of each image
-(path, size and modification time for files, a digest for bytes and decoded images, the URL
-itself for URLs), in a file named after a fingerprint of the processor, the collator and the
-image and length options. Any change to those gives a different file, so a stale result is never
+A result is stored under a key built from the sample's messages and the identity of each image:
+path, size and modification time for files, a digest for bytes and decoded images, and the URL
+itself for URLs. The results live in a file named after a fingerprint of the processor, the
+collator and the image and length options. Any change to those gives a different file, so a stale result is never
 reused for a changed processor or option.
 """
 
@@ -23,7 +23,7 @@ from vlmtune.paths import cache_root
 from vlmtune.validation.checks import CheckSettings, SampleResult
 
 CACHE_VERSION = 1
-"""Raised when the meaning of a cached result changes, which invalidates every older cache file."""
+"""Version of the cached result layout. Increase it when a result's meaning changes, so older cache files go unused."""
 
 # NOTE: only validation results are cached. Decoded and resized images and tokenized tensors are
 # produced again during training, in the DataLoader workers (--dataloader-workers).

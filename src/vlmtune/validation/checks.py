@@ -1,8 +1,8 @@
 """Checking one sample: decode its images, encode it as training would, count its tokens.
 
-Token counts come from the processor's real output: image tokens are the positions of `input_ids`
-equal to the image token id, and text tokens are all other non-padding positions (so an image's
-wrapper tokens, such as row and column markers, count as text).
+Token counts come from the processor's real output. Image tokens are the positions of `input_ids`
+equal to the image token id. Text tokens are all other non-padding positions, so an image's wrapper
+tokens, such as row and column markers, count as text.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from vlmtune.data.schema import Sample
 
 @dataclass
 class SampleResult:
-    """What validation found for one sample; plain data so it can be cached and sent between processes."""
+    """Validation outcome of one sample, as plain data that can be cached and sent between processes."""
 
     source: str
     format: str
@@ -78,7 +78,11 @@ class CheckSettings:
 
 
 def check_sample(sample: Sample, settings: CheckSettings) -> SampleResult:
-    """Validate one sample and count its tokens; problems are returned, never raised."""
+    """Validate one sample and count its tokens.
+
+    Data problems (a `DataError`, or a ValueError, TypeError or RuntimeError from the processor) are
+    returned in the result instead of raised, so one bad sample does not stop the pass.
+    """
     result = SampleResult(source=sample.source, format=sample.format, num_images=len(sample.images))
     try:
         _check_literal_placeholders(sample, settings.image_token)

@@ -91,8 +91,8 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 def apply_policy(validated: ValidatedData, policy: str, report_path: Path, skipped_path: Path | None) -> None:
     """Raise under the fail policy when any sample has a problem; under skip, list the dropped samples.
 
-    The skipped list is written under skip only, and only when a path is given (training writes it
-    into the run folder; the validate command leaves that to the report).
+    The skipped list is written under skip only and only when a path is given. Training gives one in
+    its run folder, while the validate command leaves the list to its report.
     """
     problems = validated.report["problems"]
     if not problems:

@@ -54,7 +54,7 @@ def check_all(
     todo = [samples[index] for index in pending]
     workers = min(num_proc, len(todo) // MIN_SAMPLES_PER_PROCESS)
     if workers > 1:
-        # fork shares the processor with the workers without pickling it; other platforms pickle it.
+        # With fork the workers inherit the processor without pickling it. Other platforms pickle it.
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings,)) as pool:
             fresh = pool.map(_check_in_worker, todo, chunksize=max(1, len(todo) // (workers * 8)))
