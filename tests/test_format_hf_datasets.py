@@ -106,3 +106,19 @@ def test_folder_without_metadata_rejected(tmp_path):
         "metadata file. Add one of metadata.jsonl, metadata.csv, metadata.parquet (with a file_name column), "
         "or point --data at a file."
     )
+
+
+def test_hub_source_passes_name_config_and_split(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config_name, split):
+        calls.append((name, config_name, split))
+        return qa_dataset()
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (spec,) = parse_data_spec("hub:org/digits:small#validation")
+    read = read_source(spec, None)
+    assert calls == [("org/digits", "small", "validation")]
+    check_digits(read.samples, "hub:org/digits:small[validation]")
