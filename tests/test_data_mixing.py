@@ -75,3 +75,13 @@ def test_weights_for_all_or_none(tmp_path):
     second = write_source(tmp_path / "b.jsonl", "b", 2)
     with pytest.raises(DataError, match=r"^--data: give a weight \(@W\) to every source or to none\.$"):
         load_data(DataConfig(data=f"{first}@2,{second}", eval_data=str(first)), seed=0)
+
+
+def test_missing_path_suggests_hub_prefix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError) as raised:
+        load_data(DataConfig(data="org/name", eval_data="org/name"), seed=0)
+    assert str(raised.value) == (
+        "org/name: data file or folder not found. Check the --data / --eval-data path. "
+        "For a Hugging Face Hub dataset, write hub:org/name."
+    )

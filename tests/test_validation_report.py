@@ -24,6 +24,7 @@ from vlmtune.data.loading import load_data
 from vlmtune.demo.model import END_OF_UTTERANCE
 from vlmtune.validation import run as validation_run
 from vlmtune.validation.pipeline import SKIPPED_FILE, apply_policy, validate_data
+from vlmtune.validation.report import format_report
 
 MAX_LENGTH = 64
 
@@ -199,3 +200,21 @@ def test_parallel_pass_matches_serial(tiny_processor, tmp_path):
     parallel = validate_data(load_data(parallel_config, 0), collator, parallel_config)
     assert parallel.report["splits"] == serial.report["splits"]
     assert parallel.report["splits"]["train"]["budget"]["tokens"] == 30 * 26 + 20
+
+
+def test_printed_report_lines(tiny_processor, dataset):
+    config = config_for(*dataset)
+    validated = validate_data(load_data(config, seed=0), collator_for(tiny_processor), config)
+    lines = format_report(validated.report).splitlines()
+    assert lines[:10] == [
+        "Data validation (max_length 64, bad samples: fail)",
+        "train: 11 records, 5 usable",
+        "  formats: messages 8, sharegpt 1",
+        "  images per sample: 0 image(s): 2, 1 image(s): 6, 2 image(s): 1",
+        "  problems: missing_image 1, corrupt_image 1, placeholder_mismatch 2, no_supervised_token 1, too_long 1",
+        "  text tokens per sample: min 20, mean 55.83, median 22.0, p95 174.25, max 224",
+        "  image tokens per sample: min 0, mean 3.33, median 4.0, p95 7.0, max 8",
+        "  total tokens per sample: min 20, mean 59.17, median 26.0, p95 176.25, max 224",
+        "  one epoch: 131 tokens (20 image, 20 supervised), 5 images",
+        "validation: 2 records, 2 usable",
+    ]

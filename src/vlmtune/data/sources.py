@@ -9,6 +9,7 @@ of them at once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,10 @@ def read_source(spec: SourceSpec, image_root: str | Path | None, data_format: st
     else:
         path = Path(spec.location).expanduser()
         if not path.exists():
-            raise DataError(str(path), "data file or folder not found.", "Check the --data / --eval-data path.")
+            fix = "Check the --data / --eval-data path."
+            if re.fullmatch(r"[\w.-]+/[\w.-]+", spec.location):
+                fix += f" For a Hugging Face Hub dataset, write {HUB_PREFIX}{spec.location}."
+            raise DataError(str(path), "data file or folder not found.", fix)
         root = Path(image_root) if image_root else (path if path.is_dir() else path.parent)
         records = _local_records(path, spec, result.data_files)
     for where, record in records:

@@ -122,9 +122,10 @@ def format_report(report: dict[str, Any]) -> str:
                 f"p95 {stats['p95']}, max {stats['max']}"
             )
         budget = data["budget"]
+        scope = "one epoch" if split == "train" else "all usable samples"
         lines.append(
-            f"  budget per epoch: {budget['tokens']} tokens ({budget['image_tokens']} image, "
-            f"{budget['supervised_tokens']} supervised) from {budget['images']} images"
+            f"  {scope}: {budget['tokens']} tokens ({budget['image_tokens']} image, "
+            f"{budget['supervised_tokens']} supervised), {budget['images']} images"
         )
     listed = report["problems"][:MAX_PRINTED_PROBLEMS]
     if listed:
