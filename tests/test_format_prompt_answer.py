@@ -35,3 +35,13 @@ def test_forced_format_reports_missing_columns(tmp_path):
         f"{path}:1: expected a string question (question/prefix/prompt/query) and a string answer "
         "(answer/suffix/response/answers)."
     )
+
+
+def test_csv_columns(tmp_path):
+    write_digit_png(tmp_path / "i", 8)
+    path = tmp_path / "qa.csv"
+    path.write_text("image,question,answer\ni/8.png,Which digit?,8\n")
+    (sample,) = read_source(SourceSpec(str(path)), None).samples
+    assert sample.source == f"{path}[train]#0"
+    assert sample.images == [tmp_path / "i" / "8.png"]
+    assert sample.reference_answer() == "8"

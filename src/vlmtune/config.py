@@ -49,7 +49,7 @@ class DataConfig:
     data: str = DEMO
     """Training data: one source, or several separated by commas, each `LOCATION[#SPLIT][@WEIGHT]`.
     LOCATION is a .jsonl/.json file (records in the `messages`, ShareGPT `conversations` or
-    question/answer form), a .parquet/.arrow file, a save_to_disk folder, an image folder with a
+    question/answer form), a .parquet/.arrow/.csv file, a save_to_disk folder, an image folder with a
     metadata.jsonl/.csv, or `hub:ORG/NAME[:CONFIG]` (downloaded with datasets.load_dataset). SPLIT
     picks a split of a dataset (default train). With weights, for example
     `a.jsonl@3,b.parquet@1`, each source contributes total x weight / sum of weights samples

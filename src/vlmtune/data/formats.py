@@ -139,6 +139,9 @@ def _prompt_answer_sample(record: dict[str, Any], where: str, image_root: Path) 
     if isinstance(answer, list) and answer and all(isinstance(item, str) for item in answer):
         # VQA datasets list several reference answers; the first is the one to train on.
         answer = answer[0]
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        # CSV and parquet readers infer numeric columns, and a numeric answer such as a count is common.
+        answer = str(answer)
     if not isinstance(prompt, str) or not isinstance(answer, str):
         raise DataError(
             where,

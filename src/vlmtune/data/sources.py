@@ -21,7 +21,7 @@ from vlmtune.data.schema import Sample
 
 HUB_PREFIX = "hub:"
 JSON_SUFFIXES = (".jsonl", ".json")
-TABLE_SUFFIXES = (".parquet", ".arrow")
+TABLE_SUFFIXES = (".parquet", ".arrow", ".csv")
 IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 
 
@@ -130,12 +130,13 @@ def _local_records(path: Path, spec: SourceSpec, data_files: list[Path]) -> Reco
         if path.suffix in TABLE_SUFFIXES:
             from datasets import Dataset
 
-            dataset = Dataset.from_parquet(str(path)) if path.suffix == ".parquet" else Dataset.from_file(str(path))
+            readers = {".parquet": Dataset.from_parquet, ".arrow": Dataset.from_file, ".csv": Dataset.from_csv}
+            dataset = readers[path.suffix](str(path))
             return _dataset_records(dataset, f"{path}[{spec.split or 'train'}]")
         raise DataError(
             str(path),
             f"unsupported data file type {path.suffix!r}.",
-            "Use .jsonl, .json, .parquet or .arrow, a saved dataset folder or an image folder.",
+            "Use .jsonl, .json, .parquet, .arrow or .csv, a saved dataset folder or an image folder.",
         )
     data_files.extend(sorted(item for item in path.rglob("*") if item.is_file()))
     if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from PIL import Image
 from vlmtune.data.schema import Sample
 from vlmtune.paths import cache_root
 from vlmtune.validation.checks import CheckSettings, SampleResult
+
+logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 """Version of the cached result layout. Increase it when a result's meaning changes, so older cache files go unused."""
@@ -109,7 +112,13 @@ class ResultCache:
         self.entries[key] = entry
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.part")
-        partial.write_text(json.dumps(self.entries))
-        partial.replace(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(self.entries))
+            partial.replace(self.path)
+        except OSError as error:
+            # The results are already in hand, so an unwritable cache only costs the next run a full pass.
+            logger.warning(
+                "Validation cache %s not written (%s); the next run validates every sample again.", self.path, error
+            )
