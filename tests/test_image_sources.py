@@ -106,7 +106,7 @@ def test_url_size_limit(image_server, tmp_path):
 
 
 def test_url_timeout(tmp_path):
-    # A listening socket that never answers makes the request wait for the timeout.
+    # A listening socket that never responds makes the request wait for the timeout.
     import socket
 
     silent = socket.socket()

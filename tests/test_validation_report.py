@@ -79,6 +79,7 @@ def test_report_counts_match_hand_count(tiny_processor, dataset):
     config = config_for(*dataset)
     validated = validate_data(load_data(config, seed=0), collator_for(tiny_processor), config)
     train = validated.report["splits"]["train"]
+
     assert train["records"] == 11
     assert train["usable_samples"] == 5
     assert train["formats"] == {"messages": 8, "sharegpt": 1}

@@ -83,7 +83,7 @@ class DataConfig:
 
     max_image_pixels: int | None = None
     """Downscale larger images to this many pixels (width x height), keeping the aspect ratio,
-    before the processor sees them. None: no limit."""
+    before the processor receives them. None: no limit."""
 
     min_image_pixels: int | None = None
     """Upscale smaller images to this many pixels, keeping the aspect ratio. None: no limit."""
@@ -110,7 +110,7 @@ class DataConfig:
     """Largest image download accepted from an http(s) URL, in bytes."""
 
     bad_samples: Literal["fail", "skip"] = "fail"
-    """What to do with samples that fail validation (missing or corrupt image, placeholder mismatch,
+    """Policy for samples that fail validation (missing or corrupt image, placeholder mismatch,
     no supervised token, over max_length). fail: stop before training and list them. skip: drop
     them and list each with its reason in skipped_samples.jsonl."""
 
@@ -123,7 +123,7 @@ class DataConfig:
     options, so a re-run skips the pass."""
 
     validation_report: str | None = None
-    """Where the validate command writes its JSON report. None: validation_report.json in the
+    """Path of the JSON report that the validate command writes. None: validation_report.json in the
     current folder (training writes it into output_dir)."""
 
 

@@ -16,9 +16,9 @@ REMOTE_PREFIXES = ("http://", "https://", "data:")
 def resolve_image_reference(reference: Any, image_root: Path, where: str) -> ImageSource:
     """Turn an image reference from a data file into an `ImageSource`.
 
-    Relative paths are resolved against `image_root`; URLs and data URIs are kept as strings; raw
-    bytes, PIL images and the Hugging Face `Image` feature's undecoded `{"bytes", "path"}` form
-    are kept as they are (the bytes win over the path, which is often only a file name).
+    Relative paths are resolved against `image_root`, and URLs and data URIs are kept as strings.
+    Raw bytes and PIL images are kept as they are. From the Hugging Face `Image` feature's undecoded
+    `{"bytes", "path"}` form the bytes win, because the path is often only a file name.
     """
     if isinstance(reference, bytes | Image.Image):
         return reference

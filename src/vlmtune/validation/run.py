@@ -7,6 +7,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+import torch
 from tqdm.auto import tqdm
 
 from vlmtune.data.schema import Sample
@@ -24,6 +25,9 @@ def _init_worker(settings: CheckSettings) -> None:
     # The parent may have used the tokenizer's own threads before forking, which would make the
     # tokenizers library print a warning and disable them in every worker anyway.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    # As in PyTorch's own DataLoader workers: one thread per process, so num_proc processes do not
+    # oversubscribe the cores, and no OpenMP pool inherited from the parent is reused after fork.
+    torch.set_num_threads(1)
     _worker_settings = settings
 
 
