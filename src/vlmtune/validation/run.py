@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
@@ -13,6 +15,8 @@ from tqdm.auto import tqdm
 from vlmtune.data.schema import Sample
 from vlmtune.validation.cache import ResultCache, sample_key
 from vlmtune.validation.checks import CheckSettings, SampleResult, check_sample
+
+logger = logging.getLogger(__name__)
 
 _worker_settings: CheckSettings | None = None
 
@@ -54,6 +58,7 @@ def check_all(
         else:
             results[index] = cached
 
+    started = time.perf_counter()
     progress = tqdm(total=len(samples), initial=len(samples) - len(pending), desc=description, unit="sample")
     todo = [samples[index] for index in pending]
     workers = min(num_proc, len(todo) // MIN_SAMPLES_PER_PROCESS)
@@ -75,4 +80,11 @@ def check_all(
         for index in pending:
             cache.put(keys[index], results[index])
         cache.save()
+    logger.info(
+        "%s: %d samples, %d from the cache, %.1f s",
+        description,
+        len(samples),
+        len(samples) - len(pending),
+        time.perf_counter() - started,
+    )
     return [result for result in results if result is not None]
