@@ -16,6 +16,7 @@ from vlmtune.config import (
     MergeConfig,
     PredictConfig,
     TrainConfig,
+    ValidateConfig,
     parse_cli,
 )
 from vlmtune.data.errors import DataError
@@ -85,6 +86,14 @@ def build_demo_command(argv: list[str]) -> int:
     return 0
 
 
+def validate_command(argv: list[str]) -> int:
+    """Validate the data and report its token budget without training."""
+    config = parse_cli(ValidateConfig, with_demo_defaults(argv), prog="vlmtune validate")
+    from vlmtune.validation.command import run_validate
+
+    return run_validate(config)
+
+
 def evaluate_command(argv: list[str]) -> int:
     """Score a model or adapter on a dataset; optionally compare with a baseline in one report."""
     config = parse_cli(EvaluateConfig, argv, prog="vlmtune evaluate")
@@ -149,6 +158,7 @@ def merge_command(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "build-demo": build_demo_command,
+    "validate": validate_command,
     "evaluate": evaluate_command,
     "predict": predict_command,
     "chat": chat_command,

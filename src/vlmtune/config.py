@@ -47,12 +47,18 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     data: str = DEMO
-    """Training data: a JSONL file with one sample per line, each with `messages` in the
-    content-parts form. `demo` writes scikit-learn's handwritten digits as PNG files and uses them."""
+    """Training data: one source, or several separated by commas, each `LOCATION[#SPLIT][@WEIGHT]`.
+    LOCATION is a .jsonl/.json file (records in the `messages`, ShareGPT `conversations` or
+    question/answer form), a .parquet/.arrow/.csv file, a save_to_disk folder, an image folder with a
+    metadata.jsonl/.csv, or `hub:ORG/NAME[:CONFIG]` (downloaded with datasets.load_dataset). SPLIT
+    picks a split of a dataset (default train). With weights, for example
+    `a.jsonl@3,b.parquet@1`, each source contributes total x weight / sum of weights samples
+    (repeated or subsampled with the seed). `demo` writes scikit-learn's handwritten digits as
+    PNG files and uses them."""
 
     eval_data: str | None = None
-    """Validation data in the same format. None: a deterministic `eval_fraction` of `data` is held
-    out (for `demo`, the digits' own validation split)."""
+    """Validation data in the same syntax as `data` (weights ignored). None: a deterministic
+    `eval_fraction` of `data` is held out before mixing (for `demo`, the digits' own validation split)."""
 
     eval_fraction: float = 0.1
     """Fraction of `data` held out for validation when `eval_data` is not set (0 to 0.5)."""
@@ -70,6 +76,55 @@ class DataConfig:
     dataloader_workers: int = 0
     """DataLoader worker processes that decode images and run the processor while the model
     trains. 0: in the training process."""
+
+    data_format: Literal["auto", "messages", "sharegpt", "prompt_answer"] = "auto"
+    """Record format of the data. auto: detected per record (a `messages` key, a `conversations`
+    key, or question/prefix/prompt plus answer/suffix/response columns)."""
+
+    max_image_pixels: int | None = None
+    """Downscale larger images to this many pixels (width x height), keeping the aspect ratio,
+    before the processor receives them. None: no limit."""
+
+    min_image_pixels: int | None = None
+    """Upscale smaller images to this many pixels, keeping the aspect ratio. None: no limit."""
+
+    max_aspect_ratio: float = 50.0
+    """Reject (per `bad_samples`) an image whose long side exceeds its short side this many times."""
+
+    decode_pixel_limit: int = 89_478_485
+    """Reject an image file whose header declares more pixels than this, before decoding it
+    (decompression-bomb guard; the default is Pillow's warning threshold)."""
+
+    processor_min_pixels: int | None = None
+    """Family option for processors that resize by pixel count (Qwen2-VL, Qwen2.5-VL, GLM-4V and
+    others with `min_pixels`): the smallest image the processor resizes to. None: the model's default."""
+
+    processor_max_pixels: int | None = None
+    """Family option like `processor_min_pixels`: the largest image the processor resizes to, which
+    bounds the image tokens per image. None: the model's default."""
+
+    url_timeout: float = 30.0
+    """Seconds to wait for a server when an image is an http(s) URL (downloads are cached on disk)."""
+
+    url_max_bytes: int = 50_000_000
+    """Largest image download accepted from an http(s) URL, in bytes."""
+
+    bad_samples: Literal["fail", "skip"] = "fail"
+    """Policy for samples that fail validation (missing or corrupt image, placeholder mismatch,
+    no supervised token, over max_length). fail: stop before training and list them. skip: drop
+    them and list each with its reason in skipped_samples.jsonl."""
+
+    num_proc: int = 2
+    """Worker processes for the validation pass that decodes and tokenizes every sample. 1: in
+    the main process."""
+
+    validation_cache: bool = True
+    """Reuse the per-sample validation results cached for unchanged samples, images, processor and
+    options, so a re-run skips the pass."""
+
+    validation_report: str | None = None
+    """Path of the JSON report that the validate command writes. None: validation_report.json in the
+    current folder (training writes it into output_dir)."""
 
 
 @dataclass
@@ -202,6 +257,13 @@ class TrainConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+
+@dataclass
+class ValidateConfig(TrainConfig):
+    """Check the data against a model's processor before training: read every sample, decode every
+    image, encode it as training would, and report problems and the token budget (printed, and
+    written as JSON to --validation-report). Takes the same options and config files as train."""
 
 
 @dataclass

@@ -116,9 +116,12 @@ class TrainingCollator(_ProcessorCaller):
                     sample.source,
                     f"the sample is {length} tokens long (images included), over max_length={self.max_length}.",
                     "Raise --max-length, shrink the images or shorten the conversation.",
+                    kind="too_long",
                 )
             if all(label == IGNORE_INDEX for label in row_labels):
-                raise DataError(sample.source, "no assistant token is supervised after tokenization.")
+                raise DataError(
+                    sample.source, "no assistant token is supervised after tokenization.", kind="no_supervised_token"
+                )
             labels.append(row_labels)
 
         batch["labels"] = torch.tensor(labels, dtype=torch.long)

@@ -9,7 +9,7 @@ import dataclasses
 
 from torch.utils.data import Dataset
 
-from vlmtune.data.images import load_image
+from vlmtune.data.images import DEFAULT_OPTIONS, load_image
 from vlmtune.data.schema import Sample
 
 
@@ -22,5 +22,6 @@ class ConversationDataset(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         sample = self.samples[index]
-        images = [load_image(image, sample.source) for image in sample.images]
+        options = sample.image_options or DEFAULT_OPTIONS
+        images = [load_image(image, sample.source, options) for image in sample.images]
         return dataclasses.replace(sample, images=images)

@@ -3,49 +3,94 @@
 from __future__ import annotations
 
 import logging
-import random
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from vlmtune.config import DEMO, DataConfig
 from vlmtune.data.errors import DataError
-from vlmtune.data.jsonl import read_jsonl
+from vlmtune.data.images import ImageOptions
+from vlmtune.data.mixing import mix_sources, split_validation
 from vlmtune.data.schema import Sample
+from vlmtune.data.sources import SourceRead, parse_data_spec, read_source
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["LoadedData", "image_options", "load_data", "load_train_and_eval", "split_validation"]
 
-def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Hold out a deterministic `fraction` of `samples` (same seed and data: same split)."""
-    if not 0 < fraction <= 0.5:
-        raise ValueError(f"eval_fraction must be in (0, 0.5], got {fraction}.")
-    order = list(range(len(samples)))
-    random.Random(seed).shuffle(order)
-    num_validation = max(1, round(len(samples) * fraction))
-    if num_validation >= len(samples):
-        raise DataError(
-            "data", f"{len(samples)} samples are too few to hold out a validation split.", "Pass --eval-data."
-        )
-    held_out = set(order[:num_validation])
-    train = [sample for index, sample in enumerate(samples) if index not in held_out]
-    validation = [sample for index, sample in enumerate(samples) if index in held_out]
-    return train, validation
+MAX_LISTED_ERRORS = 20
 
 
-def load_train_and_eval(config: DataConfig, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Read the training data and the validation data (given, or held out from the training data)."""
+@dataclass
+class LoadedData:
+    train: list[Sample]
+    validation: list[Sample]
+    rejected: dict[str, list[DataError]] = field(default_factory=dict)
+    """Records that could not be turned into samples, by split (`train`, `validation`)."""
+
+    data_files: list[Path] = field(default_factory=list)
+    """Local files read, for the validation cache key."""
+
+
+def image_options(config: DataConfig) -> ImageOptions:
+    """Return the image limits and download settings configured in `config`."""
+    return ImageOptions(
+        max_pixels=config.max_image_pixels,
+        min_pixels=config.min_image_pixels,
+        max_aspect_ratio=config.max_aspect_ratio,
+        decode_pixel_limit=config.decode_pixel_limit,
+        url_timeout=config.url_timeout,
+        url_max_bytes=config.url_max_bytes,
+    )
+
+
+def _read_all(spec_text: str, config: DataConfig) -> list[SourceRead]:
+    return [read_source(spec, config.image_root, config.data_format) for spec in parse_data_spec(spec_text)]
+
+
+def load_data(config: DataConfig, seed: int) -> LoadedData:
+    """Read all sources, mix them by weight and split off validation; bad records are collected, not raised."""
+    data_spec, eval_spec = config.data, config.eval_data
     if config.data == DEMO:
         from vlmtune.demo.data import write_digits_dataset
 
         train_path, validation_path = write_digits_dataset()
-        train = read_jsonl(train_path)
-        validation = read_jsonl(config.eval_data or validation_path, config.image_root if config.eval_data else None)
-    else:
-        train = read_jsonl(config.data, config.image_root)
-        if config.eval_data:
-            validation = read_jsonl(config.eval_data, config.image_root)
-        else:
-            train, validation = split_validation(train, config.eval_fraction, seed)
+        data_spec = str(train_path)
+        eval_spec = config.eval_data or str(validation_path)
 
+    reads = _read_all(data_spec, config)
+    weights = [read.spec.weight for read in reads]
+    rejected = {"train": [problem for read in reads for problem in read.problems]}
+    if eval_spec:
+        eval_reads = _read_all(eval_spec, config)
+        validation = [sample for read in eval_reads for sample in read.samples]
+        rejected["validation"] = [problem for read in eval_reads for problem in read.problems]
+        parts = [read.samples for read in reads]
+    else:
+        # The split is taken before mixing, so a repeated sample can never be in both splits.
+        eval_reads = []
+        tagged = [(index, sample) for index, read in enumerate(reads) for sample in read.samples]
+        train_tagged, validation_tagged = split_validation(tagged, config.eval_fraction, seed)
+        validation = [sample for _, sample in validation_tagged]
+        parts = [[sample for index, sample in train_tagged if index == i] for i in range(len(reads))]
+        rejected["validation"] = []
+    options = image_options(config)
+    for read in [*reads, *eval_reads]:
+        for sample in read.samples:
+            sample.image_options = options
+    train = mix_sources(parts, weights, seed)
     if config.max_train_samples is not None:
         train = train[: config.max_train_samples]
+    files = [path for read in [*reads, *eval_reads] for path in read.data_files]
     logger.info("Data: %d training samples, %d validation samples", len(train), len(validation))
-    return train, validation
+    return LoadedData(train, validation, rejected, files)
+
+
+def load_train_and_eval(config: DataConfig, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Read the training and validation samples, raising one `DataError` that lists unreadable records."""
+    loaded = load_data(config, seed)
+    problems = [error for errors in loaded.rejected.values() for error in errors]
+    if problems:
+        raise DataError(
+            "data", f"{len(problems)} records cannot be read:\n  " + "\n  ".join(map(str, problems[:MAX_LISTED_ERRORS]))
+        )
+    return loaded.train, loaded.validation

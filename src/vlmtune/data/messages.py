@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from vlmtune.data.errors import DataError
 from vlmtune.data.schema import ROLES, ImageSource, Sample
 
@@ -14,9 +16,15 @@ REMOTE_PREFIXES = ("http://", "https://", "data:")
 def resolve_image_reference(reference: Any, image_root: Path, where: str) -> ImageSource:
     """Turn an image reference from a data file into an `ImageSource`.
 
-    Relative paths are resolved against `image_root`; URLs and data URIs are kept as strings.
+    Relative paths are resolved against `image_root`, and URLs and data URIs are kept as strings.
+    Raw bytes and PIL images are kept as they are. From the Hugging Face `Image` feature's undecoded
+    `{"bytes", "path"}` form the bytes win, because the path is often only a file name.
     """
+    if isinstance(reference, bytes | Image.Image):
+        return reference
     if isinstance(reference, dict):
+        if isinstance(reference.get("bytes"), bytes):
+            return reference["bytes"]
         reference = reference.get("url") or reference.get("path")
     if not isinstance(reference, str) or not reference:
         raise DataError(where, f"image reference {reference!r} is not a path or URL string.")
@@ -74,6 +82,7 @@ def normalize_messages(
                             message_where,
                             "an image part has no source and the sample's `images` list has no entry left for it.",
                             "Give each image part an `image` path or list one path per image part in `images`.",
+                            kind="placeholder_mismatch",
                         )
                     inline = pending_images.pop(0)
                 images.append(resolve_image_reference(inline, image_root, message_where))
@@ -88,6 +97,7 @@ def normalize_messages(
             f"the sample lists {len(images) + len(pending_images)} images but its messages have "
             f"{len(images)} image parts.",
             'Add one {"type": "image"} part per image, where the image belongs in the conversation.',
+            kind="placeholder_mismatch",
         )
     sample = Sample(messages=messages, images=images, source=where)
     check_supervised_turn(sample)
@@ -102,4 +112,5 @@ def check_supervised_turn(sample: Sample) -> None:
             sample.source,
             "the sample has no assistant message with text, so there is nothing to train on.",
             "Add an assistant turn with the expected answer or remove the sample.",
+            kind="no_supervised_token",
         )

@@ -34,6 +34,13 @@ class Sample:
     """Further acceptable answers for evaluation besides the last assistant message (the data's
     optional `answers` list, e.g. the ten annotator answers of a VQA sample)."""
 
+    format: str = "messages"
+    """The record format it was read from (messages, sharegpt, prompt_answer), for the data report."""
+
+    image_options: Any = None
+    """Limits and download settings for this sample's images (a `vlmtune.data.images.ImageOptions`),
+    set by the loader so that training and evaluation decode alike. None: the defaults."""
+
     def assistant_indices(self) -> list[int]:
         """Return the positions of the assistant messages."""
         return [i for i, message in enumerate(self.messages) if message["role"] == "assistant"]

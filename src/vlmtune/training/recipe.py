@@ -20,14 +20,14 @@ from vlmtune.collation.collator import stop_strings
 from vlmtune.collation.factory import build_collators
 from vlmtune.config import DEMO, TrainConfig, config_to_dict, save_config
 from vlmtune.data.dataset import ConversationDataset
-from vlmtune.data.loading import load_train_and_eval
+from vlmtune.data.processor_options import apply_processor_pixel_bounds
 from vlmtune.evaluation.callback import EvaluationCallback, training_metric_names
 from vlmtune.evaluation.generation import EvaluationResult, evaluate_samples
 from vlmtune.export.save import save_final_model
 from vlmtune.models.components import find_components
 from vlmtune.models.finetune import count_parameters, setup_finetuning
 from vlmtune.models.loading import load_model, load_processor, resolve_dtype, resolve_model_path
-from vlmtune.training.preflight import check_samples
+from vlmtune.training.preflight import validate_before_training
 from vlmtune.training.trainer import build_trainer, build_training_arguments
 
 logger = logging.getLogger("vlmtune")
@@ -116,15 +116,16 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     # --- Model and processor -------------------------------------------------------------------
     model_path = resolve_model_path(config.model.model)
     processor = load_processor(config.model, model_path)
+    apply_processor_pixel_bounds(processor, config.data.processor_min_pixels, config.data.processor_max_pixels)
     model = load_model(config.model, model_path)
     components = find_components(model)
     logger.info("Model %s: stop tokens %s", config.model.model, stop_strings(processor, model.generation_config))
 
     # --- Data, checked in full before any training ---------------------------------------------
-    train_samples, eval_samples = load_train_and_eval(config.data, config.training.seed)
     collator, _ = build_collators(processor, model.config, model.generation_config, config.data.max_length)
-    train_stats = check_samples(train_samples, collator, "training")
-    check_samples(eval_samples, collator, "validation")
+    validated = validate_before_training(config.data, config.training.seed, collator, model.config, paths.root)
+    train_samples, eval_samples = validated.train, validated.validation
+    train_budget = validated.report["splits"]["train"]["budget"]
     validation_samples = eval_samples
     if config.evaluation.eval_samples is not None:
         eval_samples = eval_samples[: config.evaluation.eval_samples]
@@ -177,9 +178,9 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
         "method": config.finetune.method,
         "saved": saved_kind,
         "final_model_dir": str(paths.final),
-        "train_samples": train_stats.num_samples,
-        "train_tokens": train_stats.total_tokens,
-        "supervised_tokens": train_stats.supervised_tokens,
+        "train_samples": len(train_samples),
+        "train_tokens": train_budget["tokens"],
+        "supervised_tokens": train_budget["supervised_tokens"],
         "eval_samples": len(eval_samples),
         "steps": trainer.state.global_step,
         "train_loss": train_output.training_loss,

@@ -1,0 +1,159 @@
+"""Record formats: one dataset row or JSON object turned into a `Sample`.
+
+Three forms are recognised, per record unless a format is forced:
+
+* messages: `{"messages": [{"role", "content"}...], "images": [...]?}` in the content-parts form;
+* sharegpt: the ShareGPT / LLaVA form `{"conversations": [{"from", "value"}...], "image" | "images"}`
+  with one `<image>` placeholder in the text per image;
+* prompt_answer: columns `image`/`images`, `question`/`prefix`/`prompt`/`query` and
+  `answer`/`suffix`/`response`, as in VQA and PaliGemma-style datasets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlmtune.data.errors import DataError
+from vlmtune.data.messages import check_supervised_turn, normalize_messages, resolve_image_reference
+from vlmtune.data.schema import Sample
+
+FORMATS = ("messages", "sharegpt", "prompt_answer")
+
+SHAREGPT_PLACEHOLDER = "<image>"
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
+PROMPT_KEYS = ("question", "prefix", "prompt", "query")
+ANSWER_KEYS = ("answer", "suffix", "response", "answers")
+IMAGE_KEYS = ("images", "image")
+
+
+def detect_format(record: dict[str, Any]) -> str | None:
+    """Return the format of `record`, or None when it matches none."""
+    if "messages" in record:
+        return "messages"
+    if "conversations" in record:
+        return "sharegpt"
+    if any(key in record for key in PROMPT_KEYS) and any(key in record for key in ANSWER_KEYS):
+        return "prompt_answer"
+    return None
+
+
+def record_to_sample(record: Any, where: str, image_root: Path, data_format: str = "auto") -> Sample:
+    """Turn one record into a `Sample`. `data_format` is `auto` or one of FORMATS."""
+    if not isinstance(record, dict):
+        raise DataError(where, f"expected a JSON object (a mapping), got {type(record).__name__}.")
+    found = detect_format(record) if data_format == "auto" else data_format
+    if found is None:
+        raise DataError(
+            where,
+            f"the record has none of the known layouts (keys: {', '.join(sorted(map(str, record)))}).",
+            "Use `messages`, ShareGPT `conversations`, or question/answer columns (see --data-format).",
+        )
+    if found == "messages":
+        if "messages" not in record:
+            raise DataError(where, "expected a `messages` list.")
+        sample = normalize_messages(record["messages"], where, image_root, _image_list(record, "images"))
+    elif found == "sharegpt":
+        sample = _sharegpt_sample(record, where, image_root)
+    else:
+        sample = _prompt_answer_sample(record, where, image_root)
+    sample.format = found
+    return sample
+
+
+def _image_list(record: dict[str, Any], *keys: str) -> list[Any] | None:
+    for key in keys:
+        value = record.get(key)
+        if value is None:
+            continue
+        return list(value) if isinstance(value, list | tuple) else [value]
+    return None
+
+
+def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sample:
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        raise DataError(where, "`conversations` must be a non-empty list of {from, value} objects.")
+    images = _image_list(record, *IMAGE_KEYS) or []
+    placeholders = sum(
+        str(turn.get("value", "")).count(SHAREGPT_PLACEHOLDER) for turn in turns if isinstance(turn, dict)
+    )
+    if placeholders != len(images):
+        raise DataError(
+            where,
+            f"the conversation has {placeholders} {SHAREGPT_PLACEHOLDER} placeholders but the record lists "
+            f"{len(images)} images.",
+            f"Put one {SHAREGPT_PLACEHOLDER} in the text for each image, where the image belongs.",
+            kind="placeholder_mismatch",
+        )
+
+    messages = []
+    image_iter = iter(images)
+    resolved = []
+    for index, turn in enumerate(turns):
+        turn_where = f"{where}: turn {index}"
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise DataError(turn_where, "each ShareGPT turn needs `from` and `value`.")
+        role = SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        if role is None:
+            raise DataError(
+                turn_where, f"unknown speaker {turn['from']!r}; use one of {', '.join(sorted(SHAREGPT_ROLES))}."
+            )
+        text = turn["value"]
+        if not isinstance(text, str):
+            raise DataError(turn_where, "`value` must be a string.")
+        if role == "assistant" and SHAREGPT_PLACEHOLDER in text:
+            raise DataError(turn_where, "assistant turns cannot contain images.", kind="placeholder_mismatch")
+
+        parts: list[dict[str, Any]] = []
+        # Split on the placeholder and drop the newline that usually follows it, so the text reads as
+        # the chat template expects around an image.
+        for position, piece in enumerate(text.split(SHAREGPT_PLACEHOLDER)):
+            if position > 0:
+                resolved.append(resolve_image_reference(next(image_iter), image_root, turn_where))
+                parts.append({"type": "image"})
+            text_piece = piece.removeprefix("\n") if position > 0 else piece
+            if text_piece:
+                parts.append({"type": "text", "text": text_piece})
+        messages.append({"role": role, "content": parts})
+
+    sample = Sample(messages=messages, images=resolved, source=where)
+    check_supervised_turn(sample)
+    return sample
+
+
+def _first_value(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((record[key] for key in keys if record.get(key) is not None), None)
+
+
+def _prompt_answer_sample(record: dict[str, Any], where: str, image_root: Path) -> Sample:
+    prompt = _first_value(record, PROMPT_KEYS)
+    answer = _first_value(record, ANSWER_KEYS)
+    if isinstance(answer, list) and answer and all(isinstance(item, str) for item in answer):
+        # VQA datasets list several reference answers; the first is the one to train on.
+        answer = answer[0]
+    if isinstance(answer, int | float) and not isinstance(answer, bool):
+        # CSV and parquet readers infer numeric columns, and a numeric answer such as a count is common.
+        answer = str(answer)
+    if not isinstance(prompt, str) or not isinstance(answer, str):
+        raise DataError(
+            where,
+            f"expected a string question ({'/'.join(PROMPT_KEYS)}) and a string answer ({'/'.join(ANSWER_KEYS)}).",
+        )
+    images = _image_list(record, *IMAGE_KEYS) or []
+    resolved = [resolve_image_reference(image, image_root, where) for image in images]
+    user = [{"type": "image"} for _ in resolved] + [{"type": "text", "text": prompt}]
+    messages = [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": [{"type": "text", "text": answer}]},
+    ]
+    sample = Sample(messages=messages, images=resolved, source=where)
+    check_supervised_turn(sample)
+    return sample

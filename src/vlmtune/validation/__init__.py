@@ -1,0 +1,1 @@
+"""Checking a whole dataset before training and reporting what it will cost in tokens."""
