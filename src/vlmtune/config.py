@@ -295,7 +295,8 @@ class EvaluateConfig:
     generation: GenerationOptions = field(default_factory=GenerationOptions)
 
     data: str | None = None
-    """JSONL file to evaluate on (the training format; the last assistant message is the reference)."""
+    """Data to evaluate on, in any form that train's --data accepts; each sample's last assistant
+    message is the reference."""
 
     image_root: str | None = None
     """Folder that relative image paths are resolved against. None: the folder of the data file."""
@@ -325,7 +326,8 @@ class PredictConfig:
     generation: GenerationOptions = field(default_factory=GenerationOptions)
 
     data: str | None = None
-    """JSONL file whose prompts (everything before the last answer) are answered."""
+    """Data whose prompts (everything before the last answer) are answered, in any form that
+    train's --data accepts."""
 
     images: str | None = None
     """Folder of images (png, jpg, jpeg, webp, bmp, gif, tif, tiff), each answered with --prompt."""

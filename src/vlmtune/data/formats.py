@@ -65,7 +65,16 @@ def record_to_sample(record: Any, where: str, image_root: Path, data_format: str
     else:
         sample = _prompt_answer_sample(record, where, image_root)
     sample.format = found
+    sample.answers = _extra_answers(record, where)
     return sample
+
+
+def _extra_answers(record: dict[str, Any], where: str) -> list[str]:
+    """Read the optional `answers` list: further acceptable answers for evaluation."""
+    answers = record.get("answers", [])
+    if not isinstance(answers, list) or not all(isinstance(answer, str) for answer in answers):
+        raise DataError(where, "`answers` must be a list of strings (further acceptable answers).")
+    return answers
 
 
 def _image_list(record: dict[str, Any], *keys: str) -> list[Any] | None:

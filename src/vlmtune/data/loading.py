@@ -15,7 +15,7 @@ from vlmtune.data.sources import SourceRead, parse_data_spec, read_source
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LoadedData", "image_options", "load_data", "load_train_and_eval", "split_validation"]
+__all__ = ["LoadedData", "image_options", "load_data", "load_train_and_eval", "read_samples", "split_validation"]
 
 MAX_LISTED_ERRORS = 20
 
@@ -83,6 +83,20 @@ def load_data(config: DataConfig, seed: int) -> LoadedData:
     files = [path for read in [*reads, *eval_reads] for path in read.data_files]
     logger.info("Data: %d training samples, %d validation samples", len(train), len(validation))
     return LoadedData(train, validation, rejected, files)
+
+
+def read_samples(spec_text: str, image_root: str | Path | None = None, data_format: str = "auto") -> list[Sample]:
+    """Read every source of `spec_text` (any supported format) into samples, in order.
+
+    Raises one `DataError` listing the records that cannot be read, so evaluation and prediction
+    accept the same data as training but never silently skip a sample.
+    """
+    reads = [read_source(spec, image_root, data_format) for spec in parse_data_spec(spec_text)]
+    problems = [problem for read in reads for problem in read.problems]
+    if problems:
+        listed = "\n  ".join(map(str, problems[:MAX_LISTED_ERRORS]))
+        raise DataError(spec_text, f"{len(problems)} records cannot be read:\n  {listed}")
+    return [sample for read in reads for sample in read.samples]
 
 
 def load_train_and_eval(config: DataConfig, seed: int) -> tuple[list[Sample], list[Sample]]:

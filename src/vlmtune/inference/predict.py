@@ -8,7 +8,7 @@ from typing import Any
 
 from vlmtune.config import ConfigError, PredictConfig
 from vlmtune.data.errors import DataError
-from vlmtune.data.jsonl import read_jsonl
+from vlmtune.data.loading import read_samples
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.generation import generate_answers, prediction_records
 from vlmtune.evaluation.report import generation_settings, write_predictions
@@ -51,7 +51,7 @@ def _samples(config: PredictConfig) -> tuple[list[Sample], bool]:
         return image_folder_samples(config.images, config.prompt), False
     if config.prompt:
         raise ConfigError("--prompt applies to --images only; a --data file has its own prompts.")
-    return read_jsonl(config.data, config.image_root), True
+    return read_samples(config.data, config.image_root), True
 
 
 def run_prediction(config: PredictConfig) -> list[dict[str, Any]]:
