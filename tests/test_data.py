@@ -113,7 +113,7 @@ def test_unreadable_image_file(tmp_path):
 
 
 def test_missing_data_file(tmp_path):
-    with pytest.raises(DataError, match="absent.jsonl: data file or folder not found"):
+    with pytest.raises(DataError, match=r"absent\.jsonl: data file or folder not found"):
         read_jsonl(tmp_path / "absent.jsonl")
 
 

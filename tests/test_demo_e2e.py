@@ -43,7 +43,16 @@ def test_demo_model_is_trainable_float_checkpoint():
 def test_demo_cli_short_run(tmp_path):
     output_dir = tmp_path / "run"
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, str(REPO / "train.py"), "--max-steps", "6", "--eval-samples", "32"]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--max-steps",
+        "6",
+        "--logging-steps",
+        "3",
+        "--eval-samples",
+        "32",
+    ]
     result = subprocess.run(
         [*command, "--output-dir", str(output_dir)],
         capture_output=True,
