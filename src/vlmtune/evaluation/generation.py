@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from vlmtune.collation.collator import GenerationCollator
+from vlmtune.collation.factory import build_collators
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.metrics import exact_match, exact_match_accuracy
@@ -48,8 +48,9 @@ def generate_answers(
     workers: int = 0,
 ) -> list[str]:
     """Generate one greedy answer per sample from its prompt (the turns before its last answer)."""
-    collator = GenerationCollator(processor)
-    tokenizer = collator.tokenizer
+    # Prompt lengths are bounded by the data checks before training, not here.
+    _, collator = build_collators(processor, model.config, model.generation_config, max_length=0)
+    tokenizer = getattr(processor, "tokenizer", processor)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     was_training = model.training
