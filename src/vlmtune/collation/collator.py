@@ -15,6 +15,7 @@ import torch
 from vlmtune.collation.labels import (
     IGNORE_INDEX,
     LabelError,
+    align_offsets,
     map_expanded_offsets,
     render_supervised,
     token_labels,
@@ -104,11 +105,14 @@ class TrainingCollator(_ProcessorCaller):
             return_text_replacement_offsets=True,
         )
         offsets = batch.pop("offset_mapping").tolist()
-        replacements = batch.pop("text_replacement_offsets", None) or [[] for _ in samples]
+        replacements = batch.pop("text_replacement_offsets", None)
 
         labels = []
         for row, (sample, item) in enumerate(zip(samples, rendered, strict=True)):
-            text_offsets = map_expanded_offsets(offsets[row], replacements[row])
+            if replacements is not None:
+                text_offsets = map_expanded_offsets(offsets[row], replacements[row])
+            else:
+                text_offsets = self._aligned_offsets(batch["input_ids"][row].tolist(), item.text)
             row_labels = token_labels(batch["input_ids"][row].tolist(), text_offsets, item.spans)
             length = int(batch["attention_mask"][row].sum())
             if length > self.max_length:
@@ -123,6 +127,13 @@ class TrainingCollator(_ProcessorCaller):
 
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return dict(batch)
+
+    def _aligned_offsets(self, input_ids: list[int], text: str) -> list[tuple[int, int] | None]:
+        """Offsets for a processor that does not report where it expanded image placeholders
+        (its own `__call__`, such as Mllama's): align its tokens with the rendered text's own tokens."""
+        bos = self.tokenizer.bos_token
+        plain = self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)), return_offsets_mapping=True)
+        return align_offsets(input_ids, plain["input_ids"], plain["offset_mapping"])
 
 
 class GenerationCollator(_ProcessorCaller):
