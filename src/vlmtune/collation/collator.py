@@ -51,6 +51,44 @@ def per_token_keys(batch: dict[str, Any]) -> list[str]:
     ]
 
 
+def images_first(samples: list[Sample]) -> list[Sample]:
+    """Reorder a batch so that samples with images come first, keeping the order otherwise.
+
+    Some processors fail on a batch whose first sample has no image (Mllama's image processor
+    reads the first sample's first image; Idefics3 cannot batch its replacement offsets then).
+    Row order within a batch does not change the loss.
+    """
+    return sorted(samples, key=lambda sample: not sample.images)
+
+
+def zero_padding(batch: dict[str, Any]) -> None:
+    """Zero the cross-attention mask on padding, which Mllama's processor leaves open to the images."""
+    mask = batch.get("cross_attention_mask")
+    if isinstance(mask, torch.Tensor) and "attention_mask" in batch:
+        padding = batch["attention_mask"] == 0
+        mask[padding] = 0
+
+
+# Per-image tensors that Mllama's image processor returns only for the samples that have images.
+_PER_IMAGE_ROW_KEYS = ("aspect_ratio_ids", "aspect_ratio_mask")
+
+
+def fill_text_only_rows(batch: dict[str, Any], images: list[list[Any]]) -> None:
+    """Give text-only samples their own zero rows in per-image tensors that skip them.
+
+    Mllama's `pixel_values` has a row per sample but its aspect-ratio tensors have rows only for
+    samples with images. Zero is the padding aspect-ratio id, and a text-only row's cross-attention
+    mask is all zero, so the filled rows never reach the language model.
+    """
+    rows = [index for index, sample_images in enumerate(images) if sample_images]
+    for key in _PER_IMAGE_ROW_KEYS:
+        value = batch.get(key)
+        if isinstance(value, torch.Tensor) and value.shape[0] == len(rows) < len(images):
+            full = value.new_zeros((len(images), *value.shape[1:]))
+            full[rows] = value
+            batch[key] = full
+
+
 class _ProcessorCaller:
     def __init__(self, processor: Any):
         self.processor = processor
@@ -65,7 +103,7 @@ class _ProcessorCaller:
         # A chat template that writes the BOS token itself must not get a second one from the tokenizer.
         add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
         has_images = any(images)
-        return self.processor(
+        batch = self.processor(
             text=texts,
             images=images if has_images else None,
             padding=True,
@@ -74,6 +112,10 @@ class _ProcessorCaller:
             return_tensors="pt",
             **extra,
         )
+        zero_padding(batch)
+        if has_images:
+            fill_text_only_rows(batch, images)
+        return batch
 
 
 class TrainingCollator(_ProcessorCaller):
@@ -90,6 +132,7 @@ class TrainingCollator(_ProcessorCaller):
         self.max_length = max_length
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
+        samples = images_first(samples)
         rendered = []
         for sample in samples:
             try:

@@ -56,9 +56,14 @@ def generate_answers(
     was_training = model.training
     model.eval()
     answers: list[str] = []
+    # Samples with images go first (see images_first); the answers are put back in order below.
+    order = sorted(range(len(samples)), key=lambda index: not samples[index].prompt_images())
     try:
         loader = DataLoader(
-            ConversationDataset(samples), batch_size=batch_size, collate_fn=collator, num_workers=workers
+            ConversationDataset([samples[index] for index in order]),
+            batch_size=batch_size,
+            collate_fn=collator,
+            num_workers=workers,
         )
         for cpu_batch in loader:
             batch = _to_device(cpu_batch, device, dtype)
@@ -72,7 +77,10 @@ def generate_answers(
             answers.extend(tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True))
     finally:
         model.train(was_training)
-    return [answer.strip() for answer in answers]
+    in_order = [""] * len(samples)
+    for index, answer in zip(order, answers, strict=True):
+        in_order[index] = answer.strip()
+    return in_order
 
 
 def evaluate_exact_match(
