@@ -53,6 +53,15 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+def plan_command(argv: list[str]) -> int:
+    """Print what `train` with the same options would train, without training."""
+    config = parse_cli(TrainConfig, with_demo_defaults(argv), prog="vlmtune plan")
+    from vlmtune.planning import describe
+
+    print(describe(config, color=sys.stdout.isatty()))
+    return 0
+
+
 @dataclass
 class BuildDemoConfig:
     """Build the offline demo model and write the digits dataset into the cache, then print where."""
@@ -74,6 +83,7 @@ def build_demo_command(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "plan": plan_command,
     "build-demo": build_demo_command,
 }
 
