@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-from vlmtune.config import DEMO, ModelConfig
+from vlmtune.config import DEMO, ConfigError, ModelConfig
 from vlmtune.models.families import family_for
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def load_processor(config: ModelConfig, path: str | None = None) -> Any:
         family = family_for(model_type)
         if family is not None and not family.chat_template:
             return processor
-        raise ValueError(
+        raise ConfigError(
             f"The processor of {config.model} ({type(processor).__name__}, model_type={model_type!r}) has no chat "
             "template, so conversations cannot be rendered and the answer tokens to train cannot be found. Use the "
             "model's instruction-tuned variant, or add a chat_template.jinja to the model folder. If the model "
