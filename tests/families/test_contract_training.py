@@ -8,13 +8,16 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from tests.conftest import write_digit_jsonl
 from tests.families.contract_support import FAMILY_PARAMS, load_family, sample
 from tests.families.test_contract import collators, fresh_model
+from tests.test_train_tiny import logged_losses, tiny_config
 from vlmtune.config import FinetuneConfig
 from vlmtune.evaluation.generation import generate_answers
 from vlmtune.export.save import save_final_model
 from vlmtune.models.components import find_components
 from vlmtune.models.finetune import setup_finetuning
+from vlmtune.training.recipe import run_training
 
 
 @pytest.fixture(scope="module", **FAMILY_PARAMS)
@@ -83,3 +86,21 @@ def test_train_save_reload_generate(family, config, tmp_path):
     expected = generate_answers(trained, processor, samples, batch_size=2, max_new_tokens=3)
     assert answers == expected
     assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
+
+
+@pytest.mark.parametrize("spec", FAMILY_PARAMS["params"], ids=FAMILY_PARAMS["ids"])
+def test_whole_recipe_on_digit_scans(spec, tmp_path):
+    """The user's path: JSONL in, checks, baseline evaluation, Trainer, adapter saved, evaluation after."""
+    model_dir = spec.build(tmp_path / spec.name)
+    data = write_digit_jsonl(tmp_path / "data", list(range(16)))
+    config = tiny_config(model_dir, data, tmp_path / "run", train_projector=True)
+    config.training.max_steps = config.training.save_steps = 6
+    config.training.batch_size = 4
+    config.evaluation.eval_samples = 2
+    summary = run_training(config)
+    assert summary["steps"] == 6
+    assert summary["saved"] == "adapter"
+    losses = logged_losses(tmp_path / "run")
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    predictions = (tmp_path / "run" / "predictions_after.jsonl").read_text().splitlines()
+    assert len(predictions) == summary["eval_samples"] == 2
