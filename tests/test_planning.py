@@ -19,7 +19,7 @@ def digit_data(folder):
     return write_digit_jsonl(folder, [3, 4, 5], "train.jsonl"), write_digit_jsonl(folder, [6, 7], "eval.jsonl")
 
 
-def test_plan_command_prints_components_tokens_and_supervised_sample(tiny_smolvlm_dir, tmp_path, capsys):
+def test_plan_command_output(tiny_smolvlm_dir, tmp_path, capsys):
     train, validation = digit_data(tmp_path)
     argv = ["plan", "--model", str(tiny_smolvlm_dir), "--data", str(train), "--eval-data", str(validation)]
     assert main([*argv, "--dtype", "float32", "--lora-r", "4"]) == 0
@@ -45,7 +45,7 @@ def test_plan_command_prints_components_tokens_and_supervised_sample(tiny_smolvl
     assert printed.endswith(header + SMOLVLM_SAMPLE + "\n")
 
 
-def test_plan_colors_supervised_tokens_on_a_terminal(tiny_smolvlm_dir, tmp_path):
+def test_plan_color_output(tiny_smolvlm_dir, tmp_path):
     train, validation = digit_data(tmp_path)
     config = TrainConfig(
         model=ModelConfig(model=str(tiny_smolvlm_dir), dtype="float32"),
@@ -58,10 +58,11 @@ def test_plan_colors_supervised_tokens_on_a_terminal(tiny_smolvlm_dir, tmp_path)
     assert "[[" not in text
     assert plan.counts.trainable["vision"] == plan.counts.total["vision"] == 15_296
     assert plan.counts.trainable["projector"] == 0
-    assert plan.lora_pattern is None and plan.lora_layers == 0
+    assert plan.lora_pattern is None
+    assert plan.lora_layers == 0
 
 
-def test_plan_for_a_prefix_suffix_family(tmp_path):
+def test_plan_prefix_suffix_family(tmp_path):
     model_dir = build_paligemma(tmp_path / "paligemma")
     train, validation = digit_data(tmp_path)
     config = TrainConfig(

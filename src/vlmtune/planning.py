@@ -2,7 +2,7 @@
 
 `vlmtune plan` takes the same options as `train` and prints, without training, what a run with
 them would do: trainable and total parameters per component with their module paths, the LoRA
-target pattern, the image tokens, and the first training sample as the model sees it with the
+target pattern, the image tokens, and the first training sample as the model receives it with the
 supervised tokens marked.
 """
 
@@ -42,7 +42,7 @@ class Plan:
     lora_pattern: str | None
     lora_layers: int
     image_tokens: dict[str, int]
-    """Text and id of every token that stands for image content in the language model's input."""
+    """Text and id of every token that represents image content in the language model's input."""
 
     sample_source: str
     sample_tokens: list[tuple[str, bool]]

@@ -22,7 +22,7 @@ def load_family(request: pytest.FixtureRequest, tmp_path_factory) -> tuple[Famil
 
 
 def sample(answers: list[str], sizes=((32, 32),), system: str | None = None, seed: int = 0) -> Sample:
-    """A conversation whose first user turn holds one image per entry of `sizes` (width, height)."""
+    """A conversation whose first user turn contains one image per entry of `sizes` (width, height)."""
     messages = [{"role": "system", "content": [text(system)]}] if system else []
     for turn, answer in enumerate(answers):
         parts = [{"type": "image"}] * len(sizes) if turn == 0 else []

@@ -1,7 +1,7 @@
 """Contract checks on labels and batches: what is supervised, image-token expansion, padding.
 
-Every check runs on every fixture; a real forward pass is the proof that the processor's image
-tokens match the features the model computes for them.
+Every check runs on every fixture. A real forward pass proves that the processor's image tokens
+match the features the model computes for them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def end_of_turn_id(processor, spec) -> int:
     return processor.tokenizer.convert_tokens_to_ids(spec.end_of_turn)
 
 
-def test_single_turn_supervises_answer_and_end_of_turn_only(family):
+def test_single_turn_label_span(family):
     spec, model, processor = family
     training, _ = collators(model, processor)
     batch = training([sample(["yes"])])
@@ -71,7 +71,7 @@ def test_single_turn_with_system(family):
 
 
 @pytest.mark.parametrize("index", [0, 1, 2, 3])
-def test_image_sizes_and_aspect_ratios_run_forward(family, index):
+def test_image_sizes_run_forward(family, index):
     spec, model, processor = family
     if index >= len(spec.image_sizes):
         pytest.skip("the fixture lists fewer image sizes")
@@ -101,7 +101,7 @@ def test_multi_image_sample_runs_forward(family):
     forward_loss(model, two)
 
 
-def test_mixed_text_only_and_image_batch(family):
+def test_mixed_text_only_batch(family):
     spec, model, processor = family
     if not spec.supports_text_only:
         pytest.skip(spec.notes.get("text_only", "every sample needs an image"))
@@ -141,7 +141,7 @@ def _check_padding(batch, pad_rows: list[int], side: str) -> None:
             assert (batch["labels"][row][padded] == IGNORE_INDEX).all()
 
 
-def test_per_token_tensors_are_padded_with_input_ids(family):
+def test_per_token_tensors_padded_together(family):
     spec, model, processor = family
     training, generation = collators(model, processor)
     long_answer = "The answer is 0 1 2 3 4 5 6 7 8 9"
@@ -158,7 +158,7 @@ def test_per_token_tensors_are_padded_with_input_ids(family):
         _check_padding(prompts, [short], "left")
 
 
-def test_token_type_ids_mark_what_the_family_expects(family):
+def test_token_type_ids_marking(family):
     spec, model, processor = family
     training, _ = collators(model, processor)
     batch = training([sample(["yes"], seed=4), sample(["The answer is 7"], seed=5)])
@@ -173,7 +173,7 @@ def test_token_type_ids_mark_what_the_family_expects(family):
         assert torch.equal(token_types == 1, batch["input_ids"] == model.config.image_token_id)
 
 
-def test_over_long_sample_is_refused_not_truncated(family):
+def test_long_sample_rejected_not_truncated(family):
     _, model, processor = family
     training, _ = collators(model, processor)
     length = int(training([sample(["yes"])])["attention_mask"].sum())

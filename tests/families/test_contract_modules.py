@@ -34,13 +34,13 @@ def _inside(name: str, prefixes: list[str]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
-def test_components_resolve_to_the_family_modules(family):
+def test_component_module_paths(family):
     spec, model, _ = family
     components = find_components(model)
     if spec.name in EXPECTED_COMPONENTS:
         vision, projector, language = EXPECTED_COMPONENTS[spec.name]
         assert (components.vision, components.projector, components.language_model) == (vision, projector, language)
-    # Every parameter belongs to exactly one component, and the vision encoder holds the patch embedding.
+    # Every parameter belongs to exactly one component, and the vision encoder contains the patch embedding.
     for name, _ in model.named_parameters():
         assert components.component_of(name) != "other", name
     modules = dict(model.named_modules())
@@ -49,7 +49,7 @@ def test_components_resolve_to_the_family_modules(family):
     )
 
 
-def test_lora_targets_only_language_model_linear_layers(family):
+def test_lora_targets_language_linears(family):
     _, model, _ = family
     components = find_components(model)
     pattern = language_model_lora_targets(model, components)
@@ -97,7 +97,7 @@ def _expected_trainable(name: str, component: str, config: FinetuneConfig) -> bo
 
 
 @pytest.mark.parametrize("switch", list(SWITCHES))
-def test_freezing_switches_select_exactly_their_component(family, switch):
+def test_freezing_switches_per_component(family, switch):
     config = SWITCHES[switch]
     model = fresh_model(family)
     components = find_components(model)
@@ -126,7 +126,7 @@ GRADIENT_SETUPS = {
 
 
 @pytest.mark.parametrize("setup", list(GRADIENT_SETUPS))
-def test_gradients_exactly_on_trainable_parameters(family, setup):
+def test_gradients_on_trainable_only(family, setup):
     _, _, processor = family
     model = fresh_model(family)
     trained = setup_finetuning(model, find_components(model), GRADIENT_SETUPS[setup])

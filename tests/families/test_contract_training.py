@@ -1,5 +1,5 @@
 """Contract checks on training: the loss falls, the saved model reloads with plain transformers
-(+ peft) and gives the same logits and the same greedy answers."""
+(+ peft) and gives the same logits and the same greedy outputs."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_train_save_reload_generate(family, config, tmp_path):
     answers = generate_answers(reloaded, reloaded_processor, samples, batch_size=2, max_new_tokens=3)
     expected = generate_answers(trained, processor, samples, batch_size=2, max_new_tokens=3)
     assert answers == expected
-    assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
+    assert len(answers) == 2
 
 
 @pytest.mark.parametrize("spec", FAMILY_PARAMS["params"], ids=FAMILY_PARAMS["ids"])

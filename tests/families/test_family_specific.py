@@ -88,7 +88,7 @@ def test_image_token_count_per_geometry(built, name, size, expected):
 
 
 @pytest.mark.parametrize(("name", "size", "rows"), [("mistral3", (48, 24), 2), ("llava_pixtral", (48, 24), 3)])
-def test_pixtral_rows_end_with_break_and_image_end(built, name, size, rows):
+def test_pixtral_row_break_tokens(built, name, size, rows):
     _, model, processor = built(name)
     training, _ = collators(model, processor)
     batch = training([sample(["yes"], sizes=(size,))])
@@ -132,7 +132,7 @@ def test_mllama_cross_attention_inputs(built):
         assert torch.isfinite(model(**batch).loss)
 
 
-def test_mllama_text_only_rows_get_empty_image_inputs(built):
+def test_mllama_text_only_rows(built):
     _, model, processor = built("mllama")
     training, _ = collators(model, processor)
     batch = training([text_only_sample(), sample(["yes"], sizes=((64, 32),))])
@@ -145,7 +145,7 @@ def test_mllama_text_only_rows_get_empty_image_inputs(built):
 # --- Gemma 3 -----------------------------------------------------------------------------------
 
 
-def test_gemma3_system_prompt_folds_into_first_user_turn(built):
+def test_gemma3_system_prompt_folding(built):
     _, _, processor = built("gemma3")
     rendered = processor.apply_chat_template(
         sample(["red"], system="Be brief.").messages, tokenize=False, add_generation_prompt=False
@@ -156,7 +156,7 @@ def test_gemma3_system_prompt_folds_into_first_user_turn(built):
     )
 
 
-def test_gemma3_token_type_ids_drive_image_attention(built):
+def test_gemma3_token_types_change_attention(built):
     _, model, processor = built("gemma3")
     training, _ = collators(model, processor)
     batch = training([sample(["yes"])])
@@ -200,7 +200,7 @@ IDEFICS3_LEADING_CLOSE = (
 
 
 @pytest.mark.parametrize(("name", "template"), [("gemma3", GEMMA3_LEADING_CLOSE), ("idefics3", IDEFICS3_LEADING_CLOSE)])
-def test_end_of_turn_written_at_start_of_next_message(built, name, template):
+def test_end_of_turn_in_next_message(built, name, template):
     spec, model, processor = built(name)
     processor.chat_template, original = template, processor.chat_template
     try:
@@ -220,7 +220,7 @@ def test_end_of_turn_written_at_start_of_next_message(built, name, template):
 # --- Mistral 3 and Pixtral system prompts -----------------------------------------------------
 
 
-def test_mistral3_default_system_prompt_is_never_supervised(built):
+def test_mistral3_default_system_unsupervised(built):
     _, model, processor = built("mistral3")
     training, _ = collators(model, processor)
     batch = training([sample(["yes"])])
@@ -229,7 +229,7 @@ def test_mistral3_default_system_prompt_is_never_supervised(built):
     assert supervised_text(processor, batch, 0) == "yes</s>"
 
 
-def test_pixtral_system_prompt_in_last_user_turn(built):
+def test_pixtral_system_in_last_turn(built):
     _, model, processor = built("llava_pixtral")
     messages = sample(["red", "blue"], system="Be brief.").messages
     prompt = processor.apply_chat_template(messages[:4], tokenize=False, add_generation_prompt=True)
@@ -265,7 +265,8 @@ def test_paligemma_prefix_suffix_layout(built, name):
     assert (labels[0, length:] == IGNORE_INDEX).all()
 
     prompts = generation([sample(["yes"], seed=1), sample(["The answer is 7"], seed=2)])
-    assert "labels" not in prompts and (prompts["token_type_ids"] == 0).all()
+    assert "labels" not in prompts
+    assert (prompts["token_type_ids"] == 0).all()
     for row in range(2):
         real = prompts["input_ids"][row][prompts["attention_mask"][row] == 1]
         assert real[:16].tolist() == [image_id] * 16
@@ -281,7 +282,7 @@ def test_paligemma_prefix_suffix_layout(built, name):
     ],
     ids=["multi_turn", "system"],
 )
-def test_paligemma_rejects_other_turn_layouts_naming_the_sample(built, messages, turns):
+def test_paligemma_rejects_other_turn_layouts(built, messages, turns):
     _, model, processor = built("paligemma")
     training, _ = collators(model, processor)
     bad = Sample(messages=messages, images=sample(["x"]).images, source="data.jsonl:7")
@@ -292,7 +293,7 @@ def test_paligemma_rejects_other_turn_layouts_naming_the_sample(built, messages,
         check_samples([sample(["ok"]), bad], training, "training")
 
 
-def test_paligemma_generation_decodes_only_new_tokens(built):
+def test_paligemma_generation_new_tokens_only(built):
     _, model, processor = built("paligemma")
     _, generation = build_collators(processor, model.config, model.generation_config, max_length=256)
     samples = [sample(["yes"], seed=1), sample(["no"], seed=2)]
@@ -309,6 +310,13 @@ def test_paligemma_generation_decodes_only_new_tokens(built):
 # --- Saved processors keep their templates ------------------------------------------------------
 
 
-def test_chat_templates_survive_save_and_reload(built):
+def test_chat_templates_survive_reload(built):
     assert built("gemma3")[2].chat_template == gemma3_fixture.CHAT_TEMPLATE
     assert built("idefics3")[2].chat_template == idefics3_fixture.CHAT_TEMPLATE
+
+
+def test_paligemma_rejects_text_only_sample(built):
+    _, model, processor = built("paligemma")
+    training, _ = collators(model, processor)
+    with pytest.raises(DataError, match=r"text-only: the sample has no image"):
+        training([text_only_sample()])

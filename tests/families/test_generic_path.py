@@ -1,5 +1,5 @@
 """The generic path: a model whose family is not registered trains through the whole recipe, and a
-processor without a chat template is refused with an error that says what is missing."""
+processor without a chat template is refused with an error that names what is missing."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SPECS = {fixture.name: fixture for fixture in all_fixtures()}
 
 
 @pytest.mark.parametrize("name", ["idefics3", "mllama"])
-def test_unregistered_family_runs_the_whole_recipe(name, tmp_path):
+def test_unregistered_family_runs_recipe(name, tmp_path):
     model_dir = SPECS[name].build(tmp_path / name)
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     assert family_for(model_type) is None, "the test needs a family that only the generic path knows"
@@ -51,7 +51,7 @@ def _without_chat_template(tmp_path):
     return model_dir
 
 
-def test_processor_without_chat_template_is_refused_clearly(tmp_path, capsys):
+def test_missing_chat_template_error(tmp_path, capsys):
     model_dir = _without_chat_template(tmp_path)
     with pytest.raises(ConfigError) as error:
         load_processor(ModelConfig(model=str(model_dir)))
@@ -59,7 +59,8 @@ def test_processor_without_chat_template_is_refused_clearly(tmp_path, capsys):
     assert "has no chat template" in message
     assert "Idefics3Processor, model_type='idefics3'" in message
     assert "chat_template.jinja" in message
-    assert "prefix and suffix" in message and "chat_template=False" in message
+    assert "prefix and suffix" in message
+    assert "chat_template=False" in message
 
     data = write_digit_jsonl(tmp_path / "data", list(range(4)))
     assert main(["plan", "--model", str(model_dir), "--data", str(data)]) == 2

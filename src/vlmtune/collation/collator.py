@@ -54,8 +54,8 @@ def per_token_keys(batch: dict[str, Any]) -> list[str]:
 def images_first(samples: list[Sample]) -> list[Sample]:
     """Reorder a batch so that samples with images come first, keeping the order otherwise.
 
-    Some processors fail on a batch whose first sample has no image (Mllama's image processor
-    reads the first sample's first image; Idefics3 cannot batch its replacement offsets then).
+    Some processors fail on a batch whose first sample has no image: Mllama's image processor
+    reads the first sample's first image, and Idefics3 then fails to batch its replacement offsets.
     Row order within a batch does not change the loss.
     """
     return sorted(samples, key=lambda sample: not sample.images)
@@ -172,8 +172,11 @@ class TrainingCollator(_ProcessorCaller):
         return dict(batch)
 
     def _aligned_offsets(self, input_ids: list[int], text: str) -> list[tuple[int, int] | None]:
-        """Offsets for a processor that does not report where it expanded image placeholders
-        (its own `__call__`, such as Mllama's): align its tokens with the rendered text's own tokens."""
+        """Return text offsets for a processor that does not report where it expanded placeholders.
+
+        Such processors (Mllama's, with its own `__call__`) get their tokens aligned with the
+        rendered text's own tokenization instead.
+        """
         bos = self.tokenizer.bos_token
         plain = self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)), return_offsets_mapping=True)
         return align_offsets(input_ids, plain["input_ids"], plain["offset_mapping"])

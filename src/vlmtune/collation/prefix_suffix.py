@@ -52,7 +52,11 @@ class _PrefixSuffixCaller:
         images = [list(sample.images[: count_image_parts(sample.messages[0])]) for sample in samples]
         for sample, sample_images in zip(samples, images, strict=True):
             if not sample_images:
-                raise DataError(sample.source, "this model needs at least one image in every sample.")
+                raise DataError(
+                    sample.source,
+                    "the sample has no image, but this model needs at least one image in every sample.",
+                    "Add an image to the sample or remove it.",
+                )
         return dict(
             self.processor(
                 text=prompts,
@@ -83,8 +87,8 @@ class PrefixSuffixTrainingCollator(_PrefixSuffixCaller):
             answers.append(answer)
 
         batch = self.encode(samples, prompts, padding_side="right", suffix=answers)
-        # The processor's own labels are derived the same way; they are rebuilt here so that padding
-        # is excluded even if a tokenizer marks pad tokens with token type 1.
+        # The processor derives its labels from token_type_ids too. They are rebuilt here so that
+        # padding stays unsupervised even if a tokenizer gives pad tokens token type 1.
         batch.pop("labels", None)
         supervised = (batch["token_type_ids"] == 1) & (batch["attention_mask"] == 1)
         batch["labels"] = torch.where(supervised, batch["input_ids"], torch.full_like(batch["input_ids"], IGNORE_INDEX))

@@ -48,7 +48,7 @@ def generate_answers(
     workers: int = 0,
 ) -> list[str]:
     """Generate one greedy answer per sample from its prompt (the turns before its last answer)."""
-    # Prompt lengths are bounded by the data checks before training, not here.
+    # Generation collators ignore max_length: the data checks before training bound the prompt lengths.
     _, collator = build_collators(processor, model.config, model.generation_config, max_length=0)
     tokenizer = getattr(processor, "tokenizer", processor)
     device = next(model.parameters()).device
