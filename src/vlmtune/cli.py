@@ -53,9 +53,15 @@ def train_command(argv: list[str]) -> int:
     return 0
 
 
+@dataclass
+class PlanConfig(TrainConfig):
+    """Print what `train` with the same options would train, without training: trainable parameters
+    per component, LoRA targets, image tokens, and the first training sample with its supervised
+    tokens marked."""
+
+
 def plan_command(argv: list[str]) -> int:
-    """Print what `train` with the same options would train, without training."""
-    config = parse_cli(TrainConfig, with_demo_defaults(argv), prog="vlmtune plan")
+    config = parse_cli(PlanConfig, with_demo_defaults(argv), prog="vlmtune plan")
     from vlmtune.planning import describe
 
     print(describe(config, color=sys.stdout.isatty()))
