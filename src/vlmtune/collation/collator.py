@@ -186,6 +186,8 @@ class GenerationCollator(_ProcessorCaller):
     """Render each sample's prompt (everything before its last answer) with the generation prompt.
 
     Padding is on the left, so every row's generated tokens start at the same position.
+    NOTE: rows keep the given order, so a caller mixing text-only samples into a batch puts the
+    samples with images first (as generate_answers does), which some processors require.
     """
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
