@@ -112,6 +112,14 @@ def test_freezing_switches_per_component(family, switch):
     if config.train_projector:
         assert seen["projector"] > 0
 
+    # Counts show a fully trained component as all trainable, even beside a LoRA adapter.
+    counts = count_parameters(trained, components)
+    for component, selected in (("vision", config.train_vision), ("projector", config.train_projector)):
+        expected = counts.total[component] if selected else 0
+        assert counts.trainable[component] == expected, component
+    if config.train_language_model and config.method == "lora":
+        assert 0 < counts.trainable["language_model"] < counts.total["language_model"]
+
 
 GRADIENT_SETUPS = {
     "lora": FinetuneConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0),

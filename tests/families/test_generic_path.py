@@ -32,7 +32,8 @@ def test_unregistered_family_runs_recipe(name, tmp_path):
     assert summary["steps"] == 6
     assert summary["saved"] == "adapter"
     assert summary["supervised_tokens"] == 2 * summary["train_samples"]  # one digit plus the end of turn
-    assert summary["trainable_parameters"]["projector"] == summary["total_parameters"]["projector"] // 2
+    assert summary["trainable_parameters"]["projector"] == summary["total_parameters"]["projector"]
+    assert summary["trainable_parameters"].get("vision", 0) == 0
     assert (tmp_path / "run" / "final" / "adapter_model.safetensors").is_file()
     predictions = (tmp_path / "run" / "predictions_after.jsonl").read_text().splitlines()
     assert len(predictions) == summary["eval_samples"]
