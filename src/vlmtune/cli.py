@@ -68,6 +68,21 @@ def train_command(argv: list[str]) -> int:
 
 
 @dataclass
+class PlanConfig(TrainConfig):
+    """Print what `train` with the same options would train, without training: trainable parameters
+    per component, LoRA targets, image tokens, and the first training sample with its supervised
+    tokens marked."""
+
+
+def plan_command(argv: list[str]) -> int:
+    config = parse_cli(PlanConfig, with_demo_defaults(argv), prog="vlmtune plan")
+    from vlmtune.planning import describe
+
+    print(describe(config, color=sys.stdout.isatty()))
+    return 0
+
+
+@dataclass
 class BuildDemoConfig:
     """Build the offline demo model and write the digits dataset into the cache, then print where."""
 
@@ -157,6 +172,7 @@ def merge_command(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
+    "plan": plan_command,
     "build-demo": build_demo_command,
     "validate": validate_command,
     "evaluate": evaluate_command,

@@ -15,6 +15,7 @@ import torch
 from vlmtune.collation.labels import (
     IGNORE_INDEX,
     LabelError,
+    align_offsets,
     map_expanded_offsets,
     render_supervised,
     token_labels,
@@ -50,6 +51,44 @@ def per_token_keys(batch: dict[str, Any]) -> list[str]:
     ]
 
 
+def images_first(samples: list[Sample]) -> list[Sample]:
+    """Reorder a batch so that samples with images come first, keeping the order otherwise.
+
+    Some processors fail on a batch whose first sample has no image: Mllama's image processor
+    reads the first sample's first image, and Idefics3 then fails to batch its replacement offsets.
+    Row order within a batch does not change the loss.
+    """
+    return sorted(samples, key=lambda sample: not sample.images)
+
+
+def zero_padding(batch: dict[str, Any]) -> None:
+    """Zero the cross-attention mask on padding, which Mllama's processor leaves open to the images."""
+    mask = batch.get("cross_attention_mask")
+    if isinstance(mask, torch.Tensor) and "attention_mask" in batch:
+        padding = batch["attention_mask"] == 0
+        mask[padding] = 0
+
+
+# Per-image tensors that Mllama's image processor returns only for the samples that have images.
+_PER_IMAGE_ROW_KEYS = ("aspect_ratio_ids", "aspect_ratio_mask")
+
+
+def fill_text_only_rows(batch: dict[str, Any], images: list[list[Any]]) -> None:
+    """Give text-only samples their own zero rows in per-image tensors that skip them.
+
+    Mllama's `pixel_values` has a row per sample but its aspect-ratio tensors have rows only for
+    samples with images. Zero is the padding aspect-ratio id, and a text-only row's cross-attention
+    mask is all zero, so the filled rows never reach the language model.
+    """
+    rows = [index for index, sample_images in enumerate(images) if sample_images]
+    for key in _PER_IMAGE_ROW_KEYS:
+        value = batch.get(key)
+        if isinstance(value, torch.Tensor) and value.shape[0] == len(rows) < len(images):
+            full = value.new_zeros((len(images), *value.shape[1:]))
+            full[rows] = value
+            batch[key] = full
+
+
 class _ProcessorCaller:
     def __init__(self, processor: Any):
         self.processor = processor
@@ -64,7 +103,7 @@ class _ProcessorCaller:
         # A chat template that writes the BOS token itself must not get a second one from the tokenizer.
         add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
         has_images = any(images)
-        return self.processor(
+        batch = self.processor(
             text=texts,
             images=images if has_images else None,
             padding=True,
@@ -73,6 +112,10 @@ class _ProcessorCaller:
             return_tensors="pt",
             **extra,
         )
+        zero_padding(batch)
+        if has_images:
+            fill_text_only_rows(batch, images)
+        return batch
 
 
 class TrainingCollator(_ProcessorCaller):
@@ -89,6 +132,7 @@ class TrainingCollator(_ProcessorCaller):
         self.max_length = max_length
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
+        samples = images_first(samples)
         rendered = []
         for sample in samples:
             try:
@@ -104,11 +148,14 @@ class TrainingCollator(_ProcessorCaller):
             return_text_replacement_offsets=True,
         )
         offsets = batch.pop("offset_mapping").tolist()
-        replacements = batch.pop("text_replacement_offsets", None) or [[] for _ in samples]
+        replacements = batch.pop("text_replacement_offsets", None)
 
         labels = []
         for row, (sample, item) in enumerate(zip(samples, rendered, strict=True)):
-            text_offsets = map_expanded_offsets(offsets[row], replacements[row])
+            if replacements is not None:
+                text_offsets = map_expanded_offsets(offsets[row], replacements[row])
+            else:
+                text_offsets = self._aligned_offsets(batch["input_ids"][row].tolist(), item.text)
             row_labels = token_labels(batch["input_ids"][row].tolist(), text_offsets, item.spans)
             length = int(batch["attention_mask"][row].sum())
             if length > self.max_length:
@@ -127,11 +174,23 @@ class TrainingCollator(_ProcessorCaller):
         batch["labels"] = torch.tensor(labels, dtype=torch.long)
         return dict(batch)
 
+    def _aligned_offsets(self, input_ids: list[int], text: str) -> list[tuple[int, int] | None]:
+        """Return text offsets for a processor that does not report where it expanded placeholders.
+
+        Such processors (Mllama's, with its own `__call__`) get their tokens aligned with the
+        rendered text's own tokenization instead.
+        """
+        bos = self.tokenizer.bos_token
+        plain = self.tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)), return_offsets_mapping=True)
+        return align_offsets(input_ids, plain["input_ids"], plain["offset_mapping"])
+
 
 class GenerationCollator(_ProcessorCaller):
     """Render each sample's prompt (everything before its last answer) with the generation prompt.
 
     Padding is on the left, so every row's generated tokens start at the same position.
+    NOTE: rows keep the given order, so a caller mixing text-only samples into a batch puts the
+    samples with images first (as generate_answers does), which some processors require.
     """
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:

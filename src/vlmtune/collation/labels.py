@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any
 
 IGNORE_INDEX = -100
@@ -167,4 +168,23 @@ def map_expanded_offsets(
             else:
                 break
         mapped.append(None if inside_expansion else (start - shift, end - shift))
+    return mapped
+
+
+def align_offsets(
+    expanded_ids: Sequence[int],
+    text_ids: Sequence[int],
+    text_offsets: Sequence[tuple[int, int]],
+) -> list[tuple[int, int] | None]:
+    """Map the processor's tokens to offsets in the rendered text when it reports no replacements.
+
+    `text_ids` and `text_offsets` come from tokenizing the rendered text alone. Tokens of the
+    processor's output that match it in order take its offsets; tokens the processor inserted
+    (image expansions, padding) map to None and are never supervised.
+    """
+    mapped: list[tuple[int, int] | None] = [None] * len(expanded_ids)
+    matcher = SequenceMatcher(None, list(expanded_ids), list(text_ids), autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for step in range(block.size):
+            mapped[block.a + step] = tuple(text_offsets[block.b + step])
     return mapped

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vlmtune.collation.collator import GenerationCollator
+from vlmtune.collation.factory import build_collators
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.metrics import compute_metrics, exact_match
@@ -98,17 +98,24 @@ def generate_answers(
     settings = settings or GenerationSettings()
     if max_new_tokens is not None:
         settings = GenerationSettings(max_new_tokens, settings.do_sample, settings.temperature, settings.top_p)
-    collator = GenerationCollator(processor)
-    tokenizer = collator.tokenizer
+    # Generation collators ignore max_length: the data checks before training bound the prompt lengths.
+    _, collator = build_collators(processor, model.config, model.generation_config, max_length=0)
+    tokenizer = getattr(processor, "tokenizer", processor)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     kwargs = generation_kwargs(model, tokenizer, settings)
     was_training = model.training
     model.eval()
     answers: list[str] = []
+    # Samples with images go first, because some processors (Mllama, Idefics3) fail on a batch whose
+    # first row has no image. The answers are put back in the callers' order below.
+    order = sorted(range(len(samples)), key=lambda index: not samples[index].prompt_images())
     try:
         loader = DataLoader(
-            ConversationDataset(samples), batch_size=batch_size, collate_fn=collator, num_workers=workers
+            ConversationDataset([samples[index] for index in order]),
+            batch_size=batch_size,
+            collate_fn=collator,
+            num_workers=workers,
         )
         with tqdm(total=len(samples), desc="generating", unit="sample", disable=not progress) as bar:
             for cpu_batch in loader:
@@ -119,7 +126,10 @@ def generate_answers(
                 bar.update(batch["input_ids"].shape[0])
     finally:
         model.train(was_training)
-    return [answer.strip() for answer in answers]
+    in_order = [""] * len(samples)
+    for index, answer in zip(order, answers, strict=True):
+        in_order[index] = answer.strip()
+    return in_order
 
 
 @dataclass

@@ -39,11 +39,14 @@ def _millions(count: int) -> str:
 
 
 def count_parameters(model: nn.Module, components: Components) -> ParameterCounts:
-    """Count trainable and total parameters per component, adapter weights included."""
+    """Count trainable and total parameters per component, adapter weights included.
+
+    A component trained next to a LoRA adapter is counted once: peft keeps a frozen copy of it
+    (`original_module`) that the forward pass does not use.
+    """
     trainable: Counter = Counter()
     total: Counter = Counter()
     for name, parameter in model.named_parameters():
-        # peft keeps a frozen copy of each module in modules_to_save; count the module once.
         if ".original_module." in name:
             continue
         component = components.component_of(_strip_peft_prefix(name))

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-from vlmtune.config import DEMO, ModelConfig
+from vlmtune.config import DEMO, ConfigError, ModelConfig
+from vlmtune.models.families import family_for
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,31 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def load_processor(config: ModelConfig, path: str | None = None) -> Any:
-    """Load the processor and check it can render conversations."""
+    """Load the processor and check it can render conversations.
+
+    A family registered with `chat_template=False` (PaliGemma) needs no chat template, because its
+    processor builds the prompt itself from a prefix and a suffix.
+    """
     source = path or resolve_model_path(config.model)
     processor = AutoProcessor.from_pretrained(
         source, revision=config.revision, trust_remote_code=config.trust_remote_code
     )
     if (
         getattr(processor, "chat_template", None) is None
-        and getattr(processor.tokenizer, "chat_template", None) is None
+        and getattr(getattr(processor, "tokenizer", None), "chat_template", None) is None
     ):
-        raise ValueError(
-            f"The processor of {config.model} has no chat template, so conversations cannot be rendered. "
-            "Use the model's instruction-tuned variant or add a chat_template.jinja to the model folder."
+        model_type = AutoConfig.from_pretrained(
+            source, revision=config.revision, trust_remote_code=config.trust_remote_code
+        ).model_type
+        family = family_for(model_type)
+        if family is not None and not family.chat_template:
+            return processor
+        raise ConfigError(
+            f"The processor of {config.model} ({type(processor).__name__}, model_type={model_type!r}) has no chat "
+            "template, so conversations cannot be rendered and the answer tokens to train cannot be found. Use the "
+            "model's instruction-tuned variant, or add a chat_template.jinja to the model folder. If the model "
+            "takes a prompt and a target instead of a conversation (as PaliGemma does with prefix and suffix), "
+            "register it as a Family with chat_template=False in vlmtune.models.families."
         )
     return processor
 

@@ -30,7 +30,11 @@ class Family:
     """Extra keyword arguments for every processor call."""
 
 
-FAMILIES: list[Family] = []
+FAMILIES: list[Family] = [
+    # PaliGemma 1 and 2 share the model_type; the processor builds the prompt from a prefix and a
+    # suffix and marks the suffix with token_type_ids, so no chat template is involved.
+    Family(name="PaliGemma", model_types=("paligemma",), chat_template=False),
+]
 """Registered families; a model_type not listed uses the generic path."""
 
 
