@@ -14,12 +14,13 @@ from tests.fixtures.families import gemma3 as gemma3_fixture
 from tests.fixtures.families import idefics3 as idefics3_fixture
 from vlmtune.collation.factory import build_collators
 from vlmtune.collation.labels import IGNORE_INDEX
-from vlmtune.config import ModelConfig
+from vlmtune.config import DataConfig, ModelConfig
 from vlmtune.data.errors import DataError
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.generation import generate_answers
 from vlmtune.models.loading import load_model, load_processor
-from vlmtune.training.preflight import check_samples
+from vlmtune.validation.checks import check_sample
+from vlmtune.validation.pipeline import check_settings
 
 SPECS = {fixture.name: fixture for fixture in all_fixtures()}
 
@@ -289,8 +290,13 @@ def test_paligemma_rejects_other_turn_layouts(built, messages, turns):
     with pytest.raises(DataError, match=r"data\.jsonl:7: .*one prompt and one answer") as error:
         training([bad])
     assert turns in str(error.value)
-    with pytest.raises(DataError, match=r"1 of 2 samples cannot be used:\n  data\.jsonl:7"):
-        check_samples([sample(["ok"]), bad], training, "training")
+    # The validation pass before training reports the same problem for this sample and passes the other.
+    settings = check_settings(training, DataConfig(), model.config)
+    assert check_sample(sample(["ok"]), settings).kind is None
+    result = check_sample(bad, settings)
+    assert result.kind is not None
+    assert result.message.startswith("data.jsonl:7: ")
+    assert "one prompt and one answer" in result.message
 
 
 def test_paligemma_generation_new_tokens_only(built):
