@@ -15,7 +15,16 @@ from torch import nn
 from vlmtune.models.families import family_for
 
 VISION_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder", "image_encoder")
-PROJECTOR_NAMES = ("multi_modal_projector", "connector", "mm_projector", "merger", "vision_projection")
+# Qwen3-VL's `deepstack_merger_list` projects intermediate vision features into the language model
+# like its `merger` does, so it belongs to the projector.
+PROJECTOR_NAMES = (
+    "multi_modal_projector",
+    "connector",
+    "mm_projector",
+    "merger",
+    "deepstack_merger_list",
+    "vision_projection",
+)
 LANGUAGE_NAMES = ("language_model", "text_model")
 OUTPUT_HEAD_NAMES = ("lm_head",)
 

@@ -1,0 +1,123 @@
+"""Label-mask checks every family fixture must pass: exactly the answers plus their end-of-turn tokens.
+
+Each check compares the decoded supervised tokens with the exact expected text, for single- and
+multi-turn conversations, with and without a system message, and with a variant of the family's
+template that writes the end-of-turn token at the start of the next message instead of after the
+answer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.families import test_contract as contract
+from tests.families.test_contract import collators, conversation, supervised_text, text
+from vlmtune.collation.labels import IGNORE_INDEX
+from vlmtune.data.schema import Sample
+
+# The shared module-scoped model fixture; an assignment (not an import) so this module gets its own copy.
+family = contract.family
+
+
+def deferred_end_of_turn_template(template: str, end_of_turn: str) -> str:
+    """Wrap `template` so the end-of-turn token after an answer appears only when a message follows.
+
+    The rendered text is the family's own, except that a conversation ending with an assistant
+    message stops before that answer's end-of-turn token, which is how templates that open each
+    message with the previous turn's terminator render it.
+    """
+    return (
+        "{%- set rendered -%}" + template + "{%- endset -%}"
+        "{%- if messages and messages[-1]['role'] == 'assistant' and not add_generation_prompt -%}"
+        "{{ rendered[:rendered.rfind(" + repr(end_of_turn) + ")] }}"
+        "{%- else -%}{{ rendered }}{%- endif -%}"
+    )
+
+
+def expected(answers: list[str], end_of_turn: str) -> str:
+    return "".join(f"{answer}{end_of_turn}" for answer in answers)
+
+
+def normalized(value: str) -> str:
+    # Templates differ in the whitespace between an answer and its end-of-turn token.
+    return value.replace(" ", "").replace("\n", "")
+
+
+def test_single_turn_without_system(family):
+    spec, model, processor = family
+    training, _ = collators(model, processor)
+    batch = training([conversation(["The answer is 7"])])
+    supervised = supervised_text(processor, batch, 0)
+    assert normalized(supervised) == normalized(expected(["The answer is 7"], spec.end_of_turn))
+
+
+def test_multi_turn_without_system(family):
+    spec, model, processor = family
+    training, _ = collators(model, processor)
+    batch = training([conversation(["red", "a blue square", "no"])])
+    supervised = supervised_text(processor, batch, 0)
+    assert normalized(supervised) == normalized(expected(["red", "a blue square", "no"], spec.end_of_turn))
+    assert "Question" not in supervised
+
+
+def test_single_turn_with_system(family):
+    spec, model, processor = family
+    if not spec.supports_system:
+        pytest.skip(spec.notes.get("system", "no system role"))
+    training, _ = collators(model, processor)
+    batch = training([conversation(["yes"], system="Be brief.")])
+    supervised = supervised_text(processor, batch, 0)
+    assert normalized(supervised) == normalized(expected(["yes"], spec.end_of_turn))
+
+
+def test_supervised_tokens_are_a_contiguous_run_per_turn(family):
+    """Each answer is one run of supervised tokens that ends on the end-of-turn token."""
+    spec, model, processor = family
+    training, _ = collators(model, processor)
+    batch = training([conversation(["red", "blue"])])
+    labels = batch["labels"][0].tolist()
+    supervised = [index for index, label in enumerate(labels) if label != IGNORE_INDEX]
+    runs = []
+    for index in supervised:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    assert len(runs) == 2
+    tokenizer = processor.tokenizer
+    for run in runs:
+        decoded = tokenizer.decode([labels[index] for index in run], skip_special_tokens=False)
+        assert decoded.rstrip().endswith(spec.end_of_turn.strip())
+
+
+def test_end_of_turn_deferred_to_next_message(family):
+    """A template that writes the terminator only before the next message still supervises it."""
+    spec, model, processor = family
+    original = processor.chat_template
+    processor.chat_template = deferred_end_of_turn_template(original, spec.end_of_turn)
+    try:
+        final_only = processor.apply_chat_template(
+            conversation(["red"]).messages, tokenize=False, add_generation_prompt=False
+        )
+        assert spec.end_of_turn not in final_only.split("red")[-1]
+        training, _ = collators(model, processor)
+        batch = training([conversation(["red", "blue"]), conversation(["green"])])
+    finally:
+        processor.chat_template = original
+    assert normalized(supervised_text(processor, batch, 0)) == normalized(expected(["red", "blue"], spec.end_of_turn))
+    assert normalized(supervised_text(processor, batch, 1)) == normalized(expected(["green"], spec.end_of_turn))
+
+
+def test_text_only_sample_labels(family):
+    spec, model, processor = family
+    if not spec.supports_text_only:
+        pytest.skip(spec.notes.get("text_only", "no text-only samples"))
+    training, _ = collators(model, processor)
+    sample = Sample(
+        messages=[
+            {"role": "user", "content": [text("Hello there!")]},
+            {"role": "assistant", "content": [text("I am fine")]},
+        ]
+    )
+    batch = training([sample])
+    assert normalized(supervised_text(processor, batch, 0)) == normalized(expected(["I am fine"], spec.end_of_turn))
