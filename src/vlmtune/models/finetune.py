@@ -101,6 +101,11 @@ def setup_finetuning(model: nn.Module, components: Components, config: FinetuneC
     if config.train_projector:
         selected.add("projector")
     full_modules = trained_module_paths(model, components, selected)
+    modules = dict(model.named_modules())
+    bare_parameters = [path for component in selected for path in getattr(components, component) if path not in modules]
+    if config.method == "lora" and config.train_language_model and bare_parameters:
+        # NOTE: peft's modules_to_save takes whole modules only, so these stay frozen with LoRA.
+        logger.warning("Not training %s: an adapter can only save whole modules.", ", ".join(bare_parameters))
 
     if config.method == "lora":
         if config.train_language_model:
@@ -141,6 +146,7 @@ def trained_module_paths(model: nn.Module, components: Components, selected: set
     unselected = [
         path for component in COMPONENTS if component not in selected for path in getattr(components, component)
     ]
+    unselected += components.unused
     paths: list[str] = []
     for component in COMPONENTS:
         if component not in selected:
@@ -168,6 +174,7 @@ def _paths_without(module: nn.Module, path: str, excluded: list[str]) -> list[st
 def _enable(model: nn.Module, components: Components, selected: set[str]) -> None:
     """Make every parameter of the selected components trainable, judged parameter by parameter so a
     nested component (a projector inside the vision encoder) follows its own switch."""
+    unused = Components(vision=components.unused)
     for name, parameter in model.named_parameters():
-        if components.component_of(name) in selected:
+        if components.component_of(name) in selected and unused.component_of(name) == "other":
             parameter.requires_grad = True
