@@ -9,9 +9,11 @@ answer.
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.families import test_contract as contract
 from tests.families.test_contract import collators, conversation, supervised_text, text
+from vlmtune.collation.collator import TrainingCollator, stop_strings
 from vlmtune.collation.labels import IGNORE_INDEX
 from vlmtune.data.schema import Sample
 
@@ -121,3 +123,14 @@ def test_text_only_sample_labels(family):
     )
     batch = training([sample])
     assert normalized(supervised_text(processor, batch, 0)) == normalized(expected(["I am fine"], spec.end_of_turn))
+
+
+def test_token_alignment_fallback_matches_replacement_offsets(family):
+    """Labels from aligning token ids (for processors without replacement offsets) equal the default path's."""
+    _, model, processor = family
+    stops = stop_strings(processor, model.generation_config)
+    samples = [conversation(["red", "blue"], system="Be brief."), conversation(["a cat"])]
+    aligned = TrainingCollator(processor, stops, max_length=4096, replacement_offsets=False)(samples)
+    default = collators(model, processor)[0](samples)
+    assert torch.equal(aligned["input_ids"], default["input_ids"])
+    assert torch.equal(aligned["labels"], default["labels"])

@@ -15,6 +15,7 @@ import torch
 from vlmtune.collation.labels import (
     IGNORE_INDEX,
     LabelError,
+    align_offsets,
     map_expanded_offsets,
     render_supervised,
     token_labels,
@@ -58,18 +59,20 @@ class _ProcessorCaller:
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-    def encode(self, texts: list[str], images: list[list[Any]], padding_side: str, **extra: Any) -> dict[str, Any]:
-        """Run the processor on a batch; images=None when no sample in the batch has one."""
+    def add_special_tokens(self, texts: list[str]) -> bool:
         bos = self.tokenizer.bos_token
         # A chat template that writes the BOS token itself must not get a second one from the tokenizer.
-        add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
+        return not (bos and all(text.startswith(bos) for text in texts))
+
+    def encode(self, texts: list[str], images: list[list[Any]], padding_side: str, **extra: Any) -> dict[str, Any]:
+        """Run the processor on a batch; images=None when no sample in the batch has one."""
         has_images = any(images)
         return self.processor(
             text=texts,
             images=images if has_images else None,
             padding=True,
             padding_side=padding_side,
-            add_special_tokens=add_special_tokens,
+            add_special_tokens=self.add_special_tokens(texts),
             return_tensors="pt",
             **extra,
         )
@@ -83,10 +86,19 @@ class TrainingCollator(_ProcessorCaller):
     can cut an image's tokens or the answer.
     """
 
-    def __init__(self, processor: Any, stop_strings: Sequence[str], max_length: int):
+    def __init__(
+        self,
+        processor: Any,
+        stop_strings: Sequence[str],
+        max_length: int,
+        replacement_offsets: bool = True,
+    ):
         super().__init__(processor)
         self.stop_strings = list(stop_strings)
         self.max_length = max_length
+        # Without the processor's text_replacement_offsets, label offsets come from aligning the
+        # expanded token ids with the rendered text's own tokens.
+        self.replacement_offsets = replacement_offsets
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
         rendered = []
@@ -96,19 +108,35 @@ class TrainingCollator(_ProcessorCaller):
             except LabelError as error:
                 raise DataError(sample.source, str(error)) from error
 
+        texts = [item.text for item in rendered]
+        extra = {"return_text_replacement_offsets": True} if self.replacement_offsets else {}
         batch = self.encode(
-            [item.text for item in rendered],
+            texts,
             [list(sample.images) for sample in samples],
             padding_side="right",
             return_offsets_mapping=True,
-            return_text_replacement_offsets=True,
+            **extra,
         )
         offsets = batch.pop("offset_mapping").tolist()
-        replacements = batch.pop("text_replacement_offsets", None) or [[] for _ in samples]
+        replacements = batch.pop("text_replacement_offsets", None)
+        if not isinstance(replacements, list):
+            replacements = None
+        unexpanded = None
+        if replacements is None and "pixel_values" in batch:
+            unexpanded = self.tokenizer(
+                texts, add_special_tokens=self.add_special_tokens(texts), return_offsets_mapping=True
+            )
 
         labels = []
         for row, (sample, item) in enumerate(zip(samples, rendered, strict=True)):
-            text_offsets = map_expanded_offsets(offsets[row], replacements[row])
+            if unexpanded is not None:
+                text_offsets = align_offsets(
+                    batch["input_ids"][row].tolist(),
+                    unexpanded["input_ids"][row],
+                    unexpanded["offset_mapping"][row],
+                )
+            else:
+                text_offsets = map_expanded_offsets(offsets[row], replacements[row] if replacements else [])
             row_labels = token_labels(batch["input_ids"][row].tolist(), text_offsets, item.spans)
             length = int(batch["attention_mask"][row].sum())
             if length > self.max_length:

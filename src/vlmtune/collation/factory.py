@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from vlmtune.collation.collator import GenerationCollator, TrainingCollator, stop_strings
+from vlmtune.models.families import family_for
 
 
 def build_collators(processor: Any, model_config: Any, generation_config: Any, max_length: int):
     """Return (training collator, generation collator) for a model's processor and config."""
     stops = stop_strings(processor, generation_config)
-    return TrainingCollator(processor, stops, max_length), GenerationCollator(processor)
+    family = family_for(getattr(model_config, "model_type", None))
+    replacement_offsets = family.replacement_offsets if family is not None else True
+    training = TrainingCollator(processor, stops, max_length, replacement_offsets=replacement_offsets)
+    return training, GenerationCollator(processor)

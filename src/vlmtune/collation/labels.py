@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from typing import Any
 
 IGNORE_INDEX = -100
@@ -167,4 +168,24 @@ def map_expanded_offsets(
             else:
                 break
         mapped.append(None if inside_expansion else (start - shift, end - shift))
+    return mapped
+
+
+def align_offsets(
+    expanded_ids: Sequence[int],
+    text_ids: Sequence[int],
+    text_offsets: Sequence[tuple[int, int]],
+) -> list[tuple[int, int] | None]:
+    """Map each token of an image-expanded sequence to its offsets in the rendered text, by token ids.
+
+    For processors that cannot return `text_replacement_offsets`: `text_ids` and `text_offsets`
+    come from tokenizing the rendered text without image expansion. Image placeholders are special
+    tokens, so the text between them tokenizes identically in both sequences; matching runs of ids
+    map one to one, and every expanded token outside them (image tokens, padding) maps to None.
+    """
+    mapped: list[tuple[int, int] | None] = [None] * len(expanded_ids)
+    matcher = SequenceMatcher(None, list(text_ids), list(expanded_ids), autojunk=False)
+    for text_start, expanded_start, size in matcher.get_matching_blocks():
+        for step in range(size):
+            mapped[expanded_start + step] = tuple(text_offsets[text_start + step])
     return mapped

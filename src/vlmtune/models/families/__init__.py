@@ -29,8 +29,15 @@ class Family:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for every processor call."""
 
+    replacement_offsets: bool = True
+    """Whether the processor can return `text_replacement_offsets`. False for processors that
+    convert every output to tensors (InternVL's), where requesting them fails; the training collator
+    then maps labels by aligning token ids instead."""
 
-FAMILIES: list[Family] = []
+
+FAMILIES: list[Family] = [
+    Family(name="InternVL", model_types=("internvl",), replacement_offsets=False),
+]
 """Registered families; a model_type not listed uses the generic path."""
 
 
