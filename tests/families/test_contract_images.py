@@ -1,9 +1,9 @@
 """Image-token and batching checks every family fixture must pass.
 
-The number of image placeholder tokens in input_ids must equal both the processor's own count for
-that image size and the number of image features the model produces in a real forward pass, for
-several sizes and aspect ratios, several images per sample, and batches that mix text-only
-samples with image samples. Every per-token tensor the processor returns must be padded with
+The number of image placeholder tokens in input_ids must equal the processor's own count for that
+image size. It must also equal the number of image features the model inserts in a real forward
+pass. Both hold for several sizes and aspect ratios, several images per sample, and batches that
+mix text-only samples with image samples. Every per-token tensor the processor returns must be padded with
 input_ids, so a row in a batch equals the same sample collated alone.
 """
 
@@ -45,7 +45,7 @@ def text_sample(answer: str) -> Sample:
 
 
 def processor_token_count(processor, sizes: list[tuple[int, int]]) -> int | None:
-    """Return how many image placeholder tokens the processor says these (width, height) images need.
+    """Return how many image placeholder tokens the processor computes for these (width, height) images.
 
     None when the processor has no per-size token count (SmolVLM's); the model-side count still applies.
     """
@@ -104,8 +104,10 @@ def test_image_token_count_matches_processor_and_model(family, size_index):
     assert features == tokens
     assert torch.isfinite(loss)
     if "image_grid_thw" in batch:
-        merge = processor.image_processor.merge_size
-        assert tokens == int(batch["image_grid_thw"].prod(-1).sum()) // merge**2
+        # Qwen: one row of pixel_values per patch, and merge_size**2 patches per token.
+        patches = int(batch["image_grid_thw"].prod(-1).sum())
+        assert batch["pixel_values"].shape[0] == patches
+        assert tokens == patches // processor.image_processor.merge_size**2
 
 
 def test_image_tokens_cover_several_aspect_ratios(family):
@@ -117,6 +119,9 @@ def test_image_tokens_cover_several_aspect_ratios(family):
     for row, size in enumerate(sizes):
         tokens = int((batch["input_ids"][row] == model.config.image_token_id).sum())
         assert_processor_count(processor, tokens, [size])
+    if "image_sizes" in batch:
+        # LLaVA-NeXT and OneVision unpad each image's features by its original (height, width).
+        assert batch["image_sizes"].tolist() == [[height, width] for width, height in sizes]
     _, features = forward_counting_features(model, batch)
     assert features == int((batch["input_ids"] == model.config.image_token_id).sum())
 
@@ -148,7 +153,8 @@ def test_multi_image_sample(family):
     loss, features = forward_counting_features(model, batch)
     assert features == int((batch["input_ids"] == model.config.image_token_id).sum())
     assert torch.isfinite(loss)
-    assert supervised_text(processor, batch, 0).replace(" ", "").startswith("two")
+    assert supervised_text(processor, batch, 0).removeprefix(" ") == f"two{spec.end_of_turn}"
+    assert supervised_text(processor, batch, 1).removeprefix(" ") == f"one{spec.end_of_turn}"
 
 
 def test_mixed_text_only_and_image_batch(family):
@@ -167,8 +173,7 @@ def test_mixed_text_only_and_image_batch(family):
     assert torch.isfinite(loss)
     assert features == int((batch["input_ids"] == model.config.image_token_id).sum())
     for row, answer in ((0, "fine"), (1, "a cat"), (2, "thank you")):
-        supervised = supervised_text(processor, batch, row).replace(" ", "")
-        assert supervised == f"{answer}{spec.end_of_turn}".replace(" ", "")
+        assert supervised_text(processor, batch, row).removeprefix(" ") == f"{answer}{spec.end_of_turn}"
 
     prompts = generation(samples)
     with torch.no_grad():
@@ -246,6 +251,8 @@ def test_left_padded_generation_matches_single_prompts(family):
     spec, model, processor = family
     _, generation = collators(model, processor)
     samples = [conversation(["a"]), image_sample([spec.image_sizes[-1]]), conversation(["a", "b"])]
+    if spec.supports_text_only:
+        samples.insert(1, text_sample("fine"))
     prompts = generation(samples)
     with torch.no_grad():
         batched = model.generate(**prompts, max_new_tokens=4, do_sample=False)

@@ -1,8 +1,8 @@
 """Module checks every family fixture must pass: components, LoRA targets, freezing and gradients.
 
 The freezing switches must make exactly the parameters of the chosen components trainable, judged
-against the module paths each fixture lists; LoRA must adapt only the language model's linear
-layers; and after one backward pass every trainable parameter has a gradient and every frozen one
+against the module paths each fixture lists. LoRA must adapt only the language model's linear
+layers. After one backward pass, every trainable parameter has a gradient and every frozen one
 has none, with and without gradient checkpointing.
 """
 
@@ -111,7 +111,8 @@ def test_freezing_switches_select_exact_parameters(family, switch):
     }
     for name, parameter in trained.named_parameters():
         if "lora_" in name:
-            assert config.method == "lora" and parameter.requires_grad, name
+            assert config.method == "lora", name
+            assert parameter.requires_grad, name
             assert expected_component(spec, base_name(name)) == "language_model", name
             continue
         component = expected_component(spec, base_name(name))
