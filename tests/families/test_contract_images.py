@@ -16,7 +16,9 @@ from transformers import LlavaOnevisionProcessor
 from tests.families import test_contract as contract
 from tests.families.test_contract import collators, conversation, image, supervised_text, text
 from vlmtune.collation.collator import per_token_keys
+from vlmtune.collation.factory import build_collators
 from vlmtune.collation.labels import IGNORE_INDEX
+from vlmtune.data.errors import DataError
 from vlmtune.data.schema import Sample
 
 family = contract.family
@@ -262,3 +264,23 @@ def test_left_padded_generation_matches_single_prompts(family):
             new_tokens = single[0, alone["input_ids"].shape[1] :]
             batched_new = batched[row, prompts["input_ids"].shape[1] :][: len(new_tokens)]
             assert torch.equal(batched_new, new_tokens), row
+
+
+def test_multimodal_token_types_mark_image_tokens(family):
+    """mm_token_type_ids (Qwen's input to its 3-D position ids) is 1 exactly at image tokens, 0 at padding."""
+    spec, model, processor = family
+    training, _ = collators(model, processor)
+    samples = [image_sample([spec.image_sizes[0]]), conversation(["a", "b"])]
+    batch = training(samples)
+    if "mm_token_type_ids" not in batch:
+        pytest.skip("the processor returns no mm_token_type_ids")
+    assert torch.equal(batch["mm_token_type_ids"] == 1, batch["input_ids"] == model.config.image_token_id)
+    assert (batch["mm_token_type_ids"][batch["attention_mask"] == 0] == 0).all()
+
+
+def test_overlong_sample_is_rejected_not_truncated(family):
+    """Truncation could cut an image's tokens, so a sample over max_length raises instead."""
+    spec, model, processor = family
+    training = build_collators(processor, model.config, model.generation_config, max_length=8)[0]
+    with pytest.raises(DataError, match="max_length=8"):
+        training([image_sample([spec.image_sizes[0]])])
