@@ -76,7 +76,7 @@ def greedy(model, prompts) -> torch.Tensor:
 )
 def test_training_steps_reduce_loss(family, finetune, learning_rate, tmp_path):
     _, before, after, _ = train(family, finetune, tmp_path, learning_rate)
-    assert after < before * 0.95, (before, after)
+    assert after < before * 0.9, (before, after)
 
 
 def test_lora_adapter_saves_reloads_and_generates(family, tmp_path):
