@@ -21,13 +21,39 @@ from vlmtune.models.loading import load_model, load_processor
 
 FIXTURES = all_fixtures()
 
+PLACEHOLDER_FAMILIES = (
+    "internvl",
+    "llava",
+    "llava_next",
+    "llava_onevision",
+    "qwen2_5_vl",
+    "qwen2_vl",
+    "qwen3_vl",
+    "smolvlm",
+)
+"""Fixtures whose models insert image features at placeholder tokens through `get_placeholder_mask`
+and whose templates take multi-turn chats. The detailed image-geometry, label and module checks
+that spy on those internals run on these; every fixture runs the checks in the other files."""
 
-@pytest.fixture(scope="module", params=FIXTURES, ids=[fixture.name for fixture in FIXTURES])
-def family(request, tmp_path_factory):
+
+def _load(request, tmp_path_factory):
     spec: FamilyFixture = request.param
     folder = spec.build(tmp_path_factory.mktemp(spec.name))
     config = ModelConfig(model=str(folder), dtype="float32")
     return spec, load_model(config), load_processor(config)
+
+
+@pytest.fixture(scope="module", params=FIXTURES, ids=[fixture.name for fixture in FIXTURES])
+def family(request, tmp_path_factory):
+    return _load(request, tmp_path_factory)
+
+
+PLACEHOLDER_FIXTURES = [fixture for fixture in FIXTURES if fixture.name in PLACEHOLDER_FAMILIES]
+
+
+@pytest.fixture(scope="module", params=PLACEHOLDER_FIXTURES, ids=[fixture.name for fixture in PLACEHOLDER_FIXTURES])
+def placeholder_family(request, tmp_path_factory):
+    return _load(request, tmp_path_factory)
 
 
 def fresh_model(family):

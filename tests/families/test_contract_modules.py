@@ -80,6 +80,19 @@ SWITCHES = {
 }
 
 
+def _frozen_by_design(name: str, components, modules: dict, config: FinetuneConfig) -> bool:
+    """Whether a parameter stays frozen whatever the switches say.
+
+    Vision layers after the one the model reads features from never get a gradient, and a bare
+    parameter component (LLaVA-NeXT's `image_newline`) cannot be saved in a LoRA adapter.
+    """
+    base_name = _strip_peft_prefix(name)
+    if any(base_name == path or base_name.startswith(path + ".") for path in components.unused):
+        return True
+    bare = [path for path in components.projector + components.vision if path not in modules]
+    return config.method == "lora" and config.train_language_model and base_name in bare
+
+
 def _expected_trainable(name: str, component: str, config: FinetuneConfig) -> bool:
     selected = {
         "language_model": config.train_language_model,
@@ -101,21 +114,31 @@ def test_freezing_switches_per_component(family, switch):
     config = SWITCHES[switch]
     model = fresh_model(family)
     components = find_components(model)
+    modules = dict(model.named_modules())
+    frozen_counts = {"vision": 0, "projector": 0}
+    for name, parameter in model.named_parameters():
+        component = components.component_of(name)
+        if component in frozen_counts and _frozen_by_design(name, components, modules, config):
+            frozen_counts[component] += parameter.numel()
     trained = setup_finetuning(model, components, config)
     seen = {"language_model": 0, "vision": 0, "projector": 0}
     for name, parameter in trained.named_parameters():
         component = components.component_of(_strip_peft_prefix(name))
-        assert parameter.requires_grad == _expected_trainable(name, component, config), (switch, name)
+        expected = _expected_trainable(name, component, config)
+        if ".original_module." not in name and _frozen_by_design(name, components, modules, config):
+            expected = False
+        assert parameter.requires_grad == expected, (switch, name)
         seen[component] += parameter.requires_grad
     if config.train_vision:
         assert seen["vision"] > 0
     if config.train_projector:
         assert seen["projector"] > 0
 
-    # Counts show a fully trained component as all trainable, even beside a LoRA adapter.
+    # Counts show a fully trained component as all trainable (but for its frozen-by-design
+    # parameters), even beside a LoRA adapter.
     counts = count_parameters(trained, components)
     for component, selected in (("vision", config.train_vision), ("projector", config.train_projector)):
-        expected = counts.total[component] if selected else 0
+        expected = counts.total[component] - frozen_counts[component] if selected else 0
         assert counts.trainable[component] == expected, component
     if config.train_language_model and config.method == "lora":
         assert 0 < counts.trainable["language_model"] < counts.total["language_model"]

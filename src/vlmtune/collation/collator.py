@@ -97,18 +97,20 @@ class _ProcessorCaller:
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-    def encode(self, texts: list[str], images: list[list[Any]], padding_side: str, **extra: Any) -> dict[str, Any]:
-        """Run the processor on a batch; images=None when no sample in the batch has one."""
+    def add_special_tokens(self, texts: list[str]) -> bool:
         bos = self.tokenizer.bos_token
         # A chat template that writes the BOS token itself must not get a second one from the tokenizer.
-        add_special_tokens = not (bos and all(text.startswith(bos) for text in texts))
+        return not (bos and all(text.startswith(bos) for text in texts))
+
+    def encode(self, texts: list[str], images: list[list[Any]], padding_side: str, **extra: Any) -> dict[str, Any]:
+        """Run the processor on a batch; images=None when no sample in the batch has one."""
         has_images = any(images)
         batch = self.processor(
             text=texts,
             images=images if has_images else None,
             padding=True,
             padding_side=padding_side,
-            add_special_tokens=add_special_tokens,
+            add_special_tokens=self.add_special_tokens(texts),
             return_tensors="pt",
             **extra,
         )
@@ -126,10 +128,19 @@ class TrainingCollator(_ProcessorCaller):
     can cut an image's tokens or the answer.
     """
 
-    def __init__(self, processor: Any, stop_strings: Sequence[str], max_length: int):
+    def __init__(
+        self,
+        processor: Any,
+        stop_strings: Sequence[str],
+        max_length: int,
+        replacement_offsets: bool = True,
+    ):
         super().__init__(processor)
         self.stop_strings = list(stop_strings)
         self.max_length = max_length
+        # Without the processor's text_replacement_offsets, label offsets come from aligning the
+        # expanded token ids with the rendered text's own tokens.
+        self.replacement_offsets = replacement_offsets
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
         samples = images_first(samples)
@@ -140,15 +151,20 @@ class TrainingCollator(_ProcessorCaller):
             except LabelError as error:
                 raise DataError(sample.source, str(error)) from error
 
+        texts = [item.text for item in rendered]
+        extra = {"return_text_replacement_offsets": True} if self.replacement_offsets else {}
         batch = self.encode(
-            [item.text for item in rendered],
+            texts,
             [list(sample.images) for sample in samples],
             padding_side="right",
             return_offsets_mapping=True,
-            return_text_replacement_offsets=True,
+            **extra,
         )
         offsets = batch.pop("offset_mapping").tolist()
         replacements = batch.pop("text_replacement_offsets", None)
+        # Some processors return the offsets as something other than a list per row, or not at all.
+        if not isinstance(replacements, list):
+            replacements = None
 
         labels = []
         for row, (sample, item) in enumerate(zip(samples, rendered, strict=True)):

@@ -19,4 +19,6 @@ def build_collators(processor: Any, model_config: Any, generation_config: Any, m
             PrefixSuffixGenerationCollator(processor, **kwargs),
         )
     stops = stop_strings(processor, generation_config)
-    return TrainingCollator(processor, stops, max_length), GenerationCollator(processor)
+    replacement_offsets = family.replacement_offsets if family is not None else True
+    training = TrainingCollator(processor, stops, max_length, replacement_offsets=replacement_offsets)
+    return training, GenerationCollator(processor)

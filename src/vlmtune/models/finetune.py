@@ -15,6 +15,8 @@ from vlmtune.models.components import OUTPUT_HEAD_NAMES, Components
 
 logger = logging.getLogger(__name__)
 
+COMPONENTS = ("vision", "projector", "language_model")
+
 
 @dataclass
 class ParameterCounts:
@@ -99,11 +101,17 @@ def setup_finetuning(model: nn.Module, components: Components, config: FinetuneC
     for parameter in model.parameters():
         parameter.requires_grad = False
 
-    full_modules = []
+    selected = set()
     if config.train_vision:
-        full_modules += components.vision
+        selected.add("vision")
     if config.train_projector:
-        full_modules += components.projector
+        selected.add("projector")
+    full_modules = trained_module_paths(model, components, selected)
+    modules = dict(model.named_modules())
+    bare_parameters = [path for component in selected for path in getattr(components, component) if path not in modules]
+    if config.method == "lora" and config.train_language_model and bare_parameters:
+        # NOTE: peft's modules_to_save takes whole modules only, so these stay frozen with LoRA.
+        logger.warning("Not training %s: an adapter can only save whole modules.", ", ".join(bare_parameters))
 
     if config.method == "lora":
         if config.train_language_model:
@@ -118,11 +126,11 @@ def setup_finetuning(model: nn.Module, components: Components, config: FinetuneC
             )
             model = get_peft_model(model, lora)
         else:
-            _enable(model, full_modules)
+            _enable(model, components, selected)
     else:
         if config.train_language_model:
-            full_modules += components.language_model
-        _enable(model, full_modules)
+            selected.add("language_model")
+        _enable(model, components, selected)
 
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -130,8 +138,51 @@ def setup_finetuning(model: nn.Module, components: Components, config: FinetuneC
     return model
 
 
-def _enable(model: nn.Module, module_paths: list[str]) -> None:
+def trained_module_paths(model: nn.Module, components: Components, selected: set[str]) -> list[str]:
+    """Return module paths that cover exactly the `selected` components, for peft's modules_to_save.
+
+    A projector may sit inside the vision encoder (Qwen's `visual.merger`). Training the vision
+    encoder without the projector, or the reverse, must not train the nested module, so a path
+    that contains a module of an unselected component is replaced by its children, recursively,
+    and so is a ModuleList or ModuleDict.
+    Component paths that name a bare parameter (LLaVA-NeXT's `image_newline`) are skipped: peft can
+    only save whole modules.
+    """
     modules = dict(model.named_modules())
-    for path in module_paths:
-        for parameter in modules[path].parameters():
+    unselected = [
+        path for component in COMPONENTS if component not in selected for path in getattr(components, component)
+    ]
+    unselected += components.unused
+    paths: list[str] = []
+    for component in COMPONENTS:
+        if component not in selected:
+            continue
+        for path in getattr(components, component):
+            if path in modules:
+                paths.extend(_paths_without(modules[path], path, unselected))
+    # A selected module inside another selected one (both vision and its nested projector) is
+    # already saved with its parent, and wrapping it twice would leave its trained copy frozen.
+    return [path for path in paths if not any(path.startswith(other + ".") for other in paths)]
+
+
+def _paths_without(module: nn.Module, path: str, excluded: list[str]) -> list[str]:
+    # peft cannot wrap a container (Qwen3-VL's deepstack_merger_list), only the modules in it.
+    container = isinstance(module, nn.ModuleList | nn.ModuleDict)
+    if not container and not any(other.startswith(path + ".") for other in excluded):
+        return [path]
+    # NOTE: parameters held directly by a split module (not by one of its children) are left out.
+    paths = []
+    for name, child in module.named_children():
+        child_path = f"{path}.{name}"
+        if child_path not in excluded:
+            paths.extend(_paths_without(child, child_path, excluded))
+    return paths
+
+
+def _enable(model: nn.Module, components: Components, selected: set[str]) -> None:
+    """Make every parameter of the selected components trainable, judged parameter by parameter so a
+    nested component (a projector inside the vision encoder) follows its own switch."""
+    unused = Components(vision=components.unused)
+    for name, parameter in model.named_parameters():
+        if components.component_of(name) in selected and unused.component_of(name) == "other":
             parameter.requires_grad = True

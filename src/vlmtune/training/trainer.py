@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,11 @@ def build_trainer(
 ) -> Trainer:
     """Create the Trainer with the project's step log line in place of transformers' printers.
 
-    `eval_dataset` is scored for the validation loss when `args.eval_strategy` is `steps`.
+    `eval_dataset` is scored for the validation loss when `args.eval_strategy` is `steps`. Without
+    an eval dataset there is no validation loss, so step evaluation is switched off.
     """
+    if eval_dataset is None and args.eval_strategy != "no":
+        args = dataclasses.replace(args, eval_strategy="no", eval_steps=None)
     trainer = Trainer(
         model=model,
         args=args,

@@ -29,11 +29,19 @@ class Family:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for every processor call."""
 
+    replacement_offsets: bool = True
+    """Whether the processor can return `text_replacement_offsets`. False for processors that
+    convert every output to tensors (InternVL's), where requesting them fails; the training collator
+    then maps labels by aligning token ids instead."""
+
 
 FAMILIES: list[Family] = [
     # PaliGemma 1 and 2 share the model_type; the processor builds the prompt from a prefix and a
     # suffix and marks the suffix with token_type_ids, so no chat template is involved.
     Family(name="PaliGemma", model_types=("paligemma",), chat_template=False),
+    # InternVL's processor converts every output to tensors, which breaks the text replacement
+    # offsets, so labels come from aligning the expanded tokens with the rendered text instead.
+    Family(name="InternVL", model_types=("internvl",), replacement_offsets=False),
 ]
 """Registered families; a model_type not listed uses the generic path."""
 
