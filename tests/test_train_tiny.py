@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -139,3 +140,23 @@ def test_resume_without_checkpoints_rejected(tiny_smolvlm_dir, tmp_path):
     config.training.resume = True
     with pytest.raises(OutputDirError, match="nothing to resume from"):
         run_training(config)
+
+
+def test_dataloader_workers_run_preprocessing(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(16)))
+    config = tiny_config(tiny_smolvlm_dir, data, tmp_path / "run")
+    config.data.dataloader_workers = 2
+    config.training.max_steps = 2
+    config.evaluation.eval_before = config.evaluation.eval_after = False
+    summary = run_training(config)
+    assert summary["steps"] == 2
+    assert summary["config"]["data"]["dataloader_workers"] == 2
+
+
+def test_dataloader_workers_default_on_cpu():
+    from vlmtune.training.trainer import resolve_dataloader_workers
+
+    assert resolve_dataloader_workers(3) == 3
+    assert resolve_dataloader_workers(0) == 0
+    expected = 0 if not torch.cuda.is_available() else min(4, (os.cpu_count() or 2) // 2)
+    assert resolve_dataloader_workers(None) == expected

@@ -73,9 +73,10 @@ class DataConfig:
     max_train_samples: int | None = None
     """Use only the first N training samples (for quick trials). None: all."""
 
-    dataloader_workers: int = 0
-    """DataLoader worker processes that decode images and run the processor while the model
-    trains. 0: in the training process."""
+    dataloader_workers: int | None = None
+    """DataLoader worker processes per training process that decode images and run the processor
+    while the model trains. 0: in the training process. None: on a GPU, half the CPU cores up to
+    4; on CPU-only machines 0, because workers would take cores from the training itself."""
 
     data_format: Literal["auto", "messages", "sharegpt", "prompt_answer"] = "auto"
     """Record format of the data. auto: detected per record (a `messages` key, a `conversations`

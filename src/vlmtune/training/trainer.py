@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,20 @@ def resolve_mixed_precision(setting: str, dtype: torch.dtype) -> str:
     return setting
 
 
+def resolve_dataloader_workers(setting: int | None) -> int:
+    """Return the DataLoader worker count: the setting, or the automatic choice for this machine."""
+    if setting is not None:
+        return setting
+    if not torch.cuda.is_available():
+        return 0
+    return min(4, (os.cpu_count() or 2) // 2)
+
+
 def build_training_arguments(config: TrainConfig, checkpoint_dir: Path, dtype: torch.dtype) -> TrainingArguments:
     """Translate the run configuration into TrainingArguments."""
     training = config.training
     precision = resolve_mixed_precision(training.mixed_precision, dtype)
+    workers = resolve_dataloader_workers(config.data.dataloader_workers)
     eval_steps = training.eval_steps if training.eval_steps is not None else training.save_steps
     evaluation = (
         # Only the loss is needed; keeping logits would hold batch x sequence x vocabulary floats.
@@ -64,7 +75,9 @@ def build_training_arguments(config: TrainConfig, checkpoint_dir: Path, dtype: t
         report_to=[] if training.report_to == "none" else [training.report_to],
         # Samples are Sample objects, not tokenized columns, so Trainer must pass them through untouched.
         remove_unused_columns=False,
-        dataloader_num_workers=config.data.dataloader_workers,
+        dataloader_num_workers=workers,
+        # Workers decode images ahead of the step; keeping them alive avoids a restart every epoch.
+        dataloader_persistent_workers=workers > 0,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
