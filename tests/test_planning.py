@@ -26,9 +26,8 @@ def test_plan_command_output(tiny_smolvlm_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     output = printed.splitlines()
 
-    assert (
-        output[0] == f"Model: {tiny_smolvlm_dir} (SmolVLMForConditionalGeneration, model_type=smolvlm, family generic)"
-    )
+    handling = "generic path, no family-specific handling"
+    assert output[0] == f"Model: {tiny_smolvlm_dir} (SmolVLMForConditionalGeneration, model_type=smolvlm; {handling})"
     assert output[1] == "Method: lora"
     components = {line.split()[0]: line.split() for line in output if line.startswith("  ")}
     # LoRA r=4 on 14 linear layers of a 64-wide, 2-layer Llama: the adapters are the only trainable weights.
@@ -70,6 +69,6 @@ def test_plan_prefix_suffix_family(tmp_path):
         data=DataConfig(data=str(train), eval_data=str(validation)),
     )
     plan = build_plan(config)
-    assert plan.family == "PaliGemma"
+    assert plan.family == "PaliGemma family handling"
     assert plan.sample_image_tokens == 16
     assert format_plan(plan).splitlines()[-2:] == ["<image>*16<bos>Which digit is shown?", "[[3<eos>]]"]

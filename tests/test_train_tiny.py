@@ -160,3 +160,29 @@ def test_dataloader_workers_default_on_cpu():
     assert resolve_dataloader_workers(0) == 0
     expected = 0 if not torch.cuda.is_available() else min(4, (os.cpu_count() or 2) // 2)
     assert resolve_dataloader_workers(None) == expected
+
+
+def test_folder_of_failed_run_reused(tiny_smolvlm_dir, tmp_path):
+    data = write_digit_jsonl(tmp_path / "data", list(range(8)))
+    (tmp_path / "data" / "images" / "3.png").write_bytes(b"garbage")
+    output_dir = tmp_path / "run"
+    with pytest.raises(DataError):
+        run_training(tiny_config(tiny_smolvlm_dir, data, output_dir))
+    assert (output_dir / "config.yaml").is_file()
+
+    # After fixing the data, the same --output-dir works: only pre-training files were there.
+    write_digit_jsonl(tmp_path / "data", list(range(8)))
+    config = tiny_config(tiny_smolvlm_dir, data, output_dir)
+    config.training.max_steps = 1
+    config.evaluation.eval_before = config.evaluation.eval_after = False
+    assert run_training(config)["steps"] == 1
+
+
+def test_unreachable_model_clear_error(tmp_path):
+    from vlmtune.config import ConfigError
+    from vlmtune.models.loading import load_processor
+
+    with pytest.raises(
+        ConfigError, match=r"Model 'no-such-org/no-such-model' cannot be loaded: .*HF_HUB_OFFLINE is set"
+    ):
+        load_processor(ModelConfig(model="no-such-org/no-such-model"))

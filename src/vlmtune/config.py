@@ -250,8 +250,9 @@ class EvaluationConfig:
 class TrainConfig:
     """Fine-tune a vision language model and evaluate it before and after.
 
-    Without --config and --model, the built-in `demo` config is applied first: the offline demo
-    VLM learns to read handwritten digits on CPU."""
+    When --model is `demo` (the default) and no --config is given, the built-in `demo` config is
+    applied first, so the offline demo VLM (whose vision encoder starts untrained) learns to read
+    handwritten digits on CPU. Flags still override it."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

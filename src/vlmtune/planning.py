@@ -34,7 +34,8 @@ class Plan:
     model_class: str
     model_type: str
     family: str
-    """The registered family name, or `generic` for a model found by module names only."""
+    """How the model is handled: its registered family, or the generic path (labels from the chat
+    template, components by module name), which most families need."""
 
     method: str
     components: Components
@@ -80,7 +81,7 @@ def build_plan(config: TrainConfig) -> Plan:
         model=config.model.model,
         model_class=model_class,
         model_type=model_type,
-        family=family.name if family else "generic",
+        family=f"{family.name} family handling" if family else "generic path, no family-specific handling",
         method=config.finetune.method,
         components=components,
         counts=count_parameters(trained, components),
@@ -113,7 +114,7 @@ def _image_tokens(processor: Any, model: nn.Module) -> dict[str, int]:
 def format_plan(plan: Plan, color: bool = False) -> str:
     """Format the plan for a terminal; supervised tokens are green with `color`, else in [[...]]."""
     lines = [
-        f"Model: {plan.model} ({plan.model_class}, model_type={plan.model_type}, family {plan.family})",
+        f"Model: {plan.model} ({plan.model_class}, model_type={plan.model_type}; {plan.family})",
         f"Method: {plan.method}",
         "",
         "Components (trainable / total parameters):",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ def resolve_dtype(name: str) -> torch.dtype:
     return dtype
 
 
+def _unavailable(name: str, error: OSError) -> ConfigError:
+    """Describe a model that cannot be loaded as one readable error instead of a library traceback."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    hint = (
+        "HF_HUB_OFFLINE is set, so a Hub model must already be in the Hugging Face cache."
+        if offline
+        else "Check the Hub id (and access token for gated models) or the local folder path."
+    )
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConfigError(f"Model {name!r} cannot be loaded: {first_line} {hint}")
+
+
 def load_processor(config: ModelConfig, path: str | None = None) -> Any:
     """Load the processor and check it can render conversations.
 
@@ -46,9 +59,12 @@ def load_processor(config: ModelConfig, path: str | None = None) -> Any:
     processor builds the prompt itself from a prefix and a suffix.
     """
     source = path or resolve_model_path(config.model)
-    processor = AutoProcessor.from_pretrained(
-        source, revision=config.revision, trust_remote_code=config.trust_remote_code
-    )
+    try:
+        processor = AutoProcessor.from_pretrained(
+            source, revision=config.revision, trust_remote_code=config.trust_remote_code
+        )
+    except OSError as error:
+        raise _unavailable(config.model, error) from error
     if (
         getattr(processor, "chat_template", None) is None
         and getattr(getattr(processor, "tokenizer", None), "chat_template", None) is None
@@ -80,7 +96,10 @@ def load_model(config: ModelConfig, path: str | None = None) -> torch.nn.Module:
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
     logger.info("Loading %s (%s)", source, kwargs["dtype"])
-    return AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    try:
+        return AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+    except OSError as error:
+        raise _unavailable(config.model, error) from error
 
 
 def model_source_name(config: ModelConfig) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import transformers
+from transformers.trainer_utils import get_last_checkpoint
 
 from vlmtune.collation.collator import stop_strings
 from vlmtune.collation.factory import build_collators
@@ -29,6 +30,7 @@ from vlmtune.models.finetune import count_parameters, setup_finetuning
 from vlmtune.models.loading import load_model, load_processor, resolve_dtype, resolve_model_path
 from vlmtune.training.preflight import validate_before_training
 from vlmtune.training.trainer import build_trainer, build_training_arguments
+from vlmtune.validation.pipeline import REPORT_FILE, SKIPPED_FILE
 
 logger = logging.getLogger("vlmtune")
 
@@ -36,6 +38,8 @@ CHECKPOINT_DIR = "checkpoints"
 FINAL_DIR = "final"
 SUMMARY_FILE = "run_summary.json"
 CONFIG_FILE = "config.yaml"
+PRE_TRAINING_FILES = frozenset({CONFIG_FILE, REPORT_FILE, SKIPPED_FILE, "predictions_before.jsonl"})
+"""Files a run writes before its first training step."""
 
 
 class OutputDirError(ValueError):
@@ -50,12 +54,25 @@ class RunPaths:
     summary: Path
 
 
+def _stopped_before_training(root: Path) -> bool:
+    """Whether `root` holds only the files a run writes before its first training step.
+
+    A run that failed on its model or data leaves these behind; reusing the folder for the retry
+    loses nothing, because the retry writes them again.
+    """
+    return all(entry.name in PRE_TRAINING_FILES and entry.is_file() for entry in root.iterdir())
+
+
 def prepare_output_dir(config: TrainConfig) -> RunPaths:
     """Create the run folder, refusing to reuse one that contains an earlier run unless resuming."""
     root = Path(config.training.output_dir)
     if config.training.resume:
         if not (root / CHECKPOINT_DIR).is_dir():
             raise OutputDirError(f"--resume is set but {root / CHECKPOINT_DIR} does not exist; nothing to resume from.")
+        last = get_last_checkpoint(str(root / CHECKPOINT_DIR))
+        logger.info("Resuming from %s", last or "the start: no checkpoint was saved yet")
+    elif root.exists() and _stopped_before_training(root):
+        logger.info("Reusing %s: the run there stopped before training started", root)
     elif root.exists() and any(root.iterdir()):
         raise OutputDirError(
             f"Output folder {root} already contains files. Choose a new --output-dir, or pass --resume "
