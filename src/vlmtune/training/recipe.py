@@ -55,7 +55,7 @@ class RunPaths:
 
 
 def _stopped_before_training(root: Path) -> bool:
-    """Whether `root` holds only the files a run writes before its first training step.
+    """Whether `root` contains only the files a run writes before its first training step.
 
     A run that failed on its model or data leaves these behind; reusing the folder for the retry
     loses nothing, because the retry writes them again.
