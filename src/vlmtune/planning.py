@@ -34,7 +34,7 @@ class Plan:
     model_class: str
     model_type: str
     family: str
-    """How the model is handled: its registered family, or the generic path (labels from the chat
+    """Handling of the model: its registered family, or the generic path (labels from the chat
     template, components by module name), which most families need."""
 
     method: str

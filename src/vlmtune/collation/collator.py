@@ -24,17 +24,22 @@ from vlmtune.data.errors import DataError
 from vlmtune.data.schema import Sample
 
 
-def stop_strings(processor: Any, generation_config: Any = None) -> list[str]:
-    """Return the text of every token that ends a model turn, from the generation config and tokenizer."""
-    tokenizer = getattr(processor, "tokenizer", processor)
+def stop_token_ids(generation_config: Any, tokenizer: Any) -> list[int]:
+    """Return the ids that end a model turn: the generation config's eos ids, then the tokenizer's eos."""
     ids: list[int] = []
     eos = getattr(generation_config, "eos_token_id", None)
     if eos is not None:
         ids.extend(eos if isinstance(eos, list | tuple) else [eos])
     if tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
+    return list(dict.fromkeys(ids))
+
+
+def stop_strings(processor: Any, generation_config: Any = None) -> list[str]:
+    """Return the text of every token that ends a model turn, from the generation config and tokenizer."""
+    tokenizer = getattr(processor, "tokenizer", processor)
     strings = []
-    for token_id in dict.fromkeys(ids):
+    for token_id in stop_token_ids(generation_config, tokenizer):
         text = tokenizer.decode([token_id], skip_special_tokens=False)
         if text and text not in strings:
             strings.append(text)

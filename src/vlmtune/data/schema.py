@@ -28,7 +28,7 @@ class Sample:
     """One entry per image part in `messages`, in order."""
 
     source: str = "<memory>"
-    """Where the sample comes from, as `file:line`, for error messages."""
+    """Location of the sample, as `file:line`, for error messages."""
 
     answers: list[str] = field(default_factory=list)
     """Further acceptable answers for evaluation besides the last assistant message (the data's

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlmtune.collation.collator import stop_token_ids
 from vlmtune.collation.factory import build_collators
 from vlmtune.data.dataset import ConversationDataset
 from vlmtune.data.schema import Sample
@@ -33,17 +34,6 @@ class GenerationSettings:
     top_p: float | None = None
 
 
-def stop_token_ids(model: torch.nn.Module, tokenizer: Any) -> list[int]:
-    """Return the ids that end a turn: the generation config's eos ids, then the tokenizer's eos."""
-    ids: list[int] = []
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if eos is not None:
-        ids.extend(eos if isinstance(eos, list | tuple) else [eos])
-    if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    return list(dict.fromkeys(ids))
-
-
 def generation_kwargs(model: torch.nn.Module, tokenizer: Any, settings: GenerationSettings) -> dict[str, Any]:
     """Return the keyword arguments for `generate`: the model's generation config plus overrides."""
     config = getattr(model, "generation_config", None)
@@ -52,7 +42,7 @@ def generation_kwargs(model: torch.nn.Module, tokenizer: Any, settings: Generati
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
-        "eos_token_id": stop_token_ids(model, tokenizer),
+        "eos_token_id": stop_token_ids(getattr(model, "generation_config", None), tokenizer),
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
     }
     if do_sample:

@@ -57,7 +57,7 @@ class RunPaths:
 def _stopped_before_training(root: Path) -> bool:
     """Whether `root` contains only the files a run writes before its first training step.
 
-    A run that failed on its model or data leaves these behind; reusing the folder for the retry
+    A run that failed on its model or data leaves these behind. Reusing the folder for the retry
     loses nothing, because the retry writes them again.
     """
     return all(entry.name in PRE_TRAINING_FILES and entry.is_file() for entry in root.iterdir())

@@ -55,7 +55,10 @@ def validate_data(
     model_config: Any = None,
     cache_folder: Path | None = None,
 ) -> ValidatedData:
-    """Check every sample of both splits and return the usable ones with the report; never raises for bad samples."""
+    """Check every sample of both splits and return the usable ones with the report.
+
+    A bad sample is recorded in the report instead of raised, so one pass lists every problem.
+    """
     settings = check_settings(collator, config, model_config)
     cache = ResultCache(settings, cache_folder) if config.validation_cache else None
     results: dict[str, list[SampleResult]] = {}
