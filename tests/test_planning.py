@@ -26,7 +26,7 @@ def test_plan_command_output(tiny_smolvlm_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     output = printed.splitlines()
 
-    handling = "generic path, no family-specific handling"
+    handling = "SmolVLM family handling"
     assert output[0] == f"Model: {tiny_smolvlm_dir} (SmolVLMForConditionalGeneration, model_type=smolvlm; {handling})"
     assert output[1] == "Method: lora"
     components = {line.split()[0]: line.split() for line in output if line.startswith("  ")}
@@ -38,7 +38,7 @@ def test_plan_command_output(tiny_smolvlm_dir, tmp_path, capsys):
     assert components["language_model"][:2] == ["language_model", "8,192"]
     assert components["language_model"][4:] == ["model.text_model,", "lm_head"]
     assert any(line.startswith("LoRA targets: 14 linear layers matching ^(model\\.text_model)") for line in output)
-    assert "Image tokens: <image> (id " in "\n".join(output)
+    assert "Image tokens (video tokens included): <image> (id " in "\n".join(output)
     header = f"First training sample ({train}:1): 23 tokens, 4 image tokens, 2 supervised\n"
     # The template's newline after <end_of_utterance> is rendered but not supervised.
     assert printed.endswith(header + SMOLVLM_SAMPLE + "\n")

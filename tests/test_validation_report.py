@@ -107,12 +107,13 @@ def test_report_counts_match_hand_count(tiny_processor, dataset):
     assert train["tokens"]["image"]["total"] == 20
     assert train["tokens"]["image"]["max"] == 8
     assert train["tokens"]["text"]["total"] == 22 * 3 + 25 + 20 + 224
-    assert train["budget"] == {"tokens": 131, "image_tokens": 20, "supervised_tokens": 20, "images": 5}
+    assert train["budget"] == {"tokens": 131, "image_tokens": 20, "supervised_tokens": 20, "images": 5, "videos": 0}
     assert validated.report["splits"]["validation"]["budget"] == {
         "tokens": 52,
         "image_tokens": 8,
         "supervised_tokens": 8,
         "images": 2,
+        "videos": 0,
     }
     assert [sample.source.rsplit(":", 1)[1] for sample in validated.train] == ["1", "2", "3", "4", "5"]
 

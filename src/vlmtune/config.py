@@ -110,6 +110,16 @@ class DataConfig:
     url_max_bytes: int = 50_000_000
     """Largest image download accepted from an http(s) URL, in bytes."""
 
+    video_fps: float = 2.0
+    """Frames sampled per second of a video file, and the assumed rate of a video given as frames
+    without its own `fps`. Higher: more frames, so more tokens per second of video."""
+
+    video_max_frames: int = 32
+    """Most frames kept per video; a longer video is sampled evenly across its whole length. Lower:
+    fewer tokens per video (each frame costs about as many tokens as an image). InternVL and
+    LLaVA-OneVision give every video exactly this many frames, because they batch videos only
+    with equal frame counts."""
+
     bad_samples: Literal["fail", "skip"] = "fail"
     """Policy for samples that fail validation (missing or corrupt image, placeholder mismatch,
     no supervised token, over max_length). fail: stop before training and list them. skip: drop

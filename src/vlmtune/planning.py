@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from vlmtune.collation.collator import takes_video
 from vlmtune.collation.factory import build_collators
 from vlmtune.collation.labels import IGNORE_INDEX
 from vlmtune.config import TrainConfig
@@ -22,6 +23,7 @@ from vlmtune.models.components import Components, find_components
 from vlmtune.models.families import family_for
 from vlmtune.models.finetune import ParameterCounts, count_parameters, language_model_lora_targets, setup_finetuning
 from vlmtune.models.loading import load_model, load_processor, resolve_model_path
+from vlmtune.validation.checks import video_token_id
 
 COMPONENTS = ("vision", "projector", "language_model", "other")
 SUPERVISED_OPEN, SUPERVISED_CLOSE = "[[", "]]"
@@ -43,7 +45,7 @@ class Plan:
     lora_pattern: str | None
     lora_layers: int
     image_tokens: dict[str, int]
-    """Text and id of every token that represents image content in the language model's input."""
+    """Text and id of every token that represents image or video content in the language model's input."""
 
     sample_source: str
     sample_tokens: list[tuple[str, bool]]
@@ -99,7 +101,8 @@ def build_plan(config: TrainConfig) -> Plan:
 
 
 def _image_tokens(processor: Any, model: nn.Module) -> dict[str, int]:
-    """Collect the processor's image token ids (several for Pixtral's rows), else the model's."""
+    """Collect the processor's image token ids (several for Pixtral's rows), else the model's, and the
+    video token id of a model that takes video."""
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = list(getattr(processor, "image_token_ids", None) or [])
     if not ids:
@@ -108,6 +111,10 @@ def _image_tokens(processor: Any, model: nn.Module) -> dict[str, int]:
             if token_id is not None:
                 ids.append(token_id)
                 break
+    if takes_video(processor):
+        video_id = video_token_id(processor, model.config)
+        if video_id is not None:
+            ids.append(video_id)
     return {tokenizer.convert_ids_to_tokens(int(token_id)): int(token_id) for token_id in dict.fromkeys(ids)}
 
 
@@ -134,7 +141,7 @@ def format_plan(plan: Plan, color: bool = False) -> str:
     else:
         lines.append("LoRA targets: none (no adapter on the language model)")
     tokens = ", ".join(f"{text} (id {token_id})" for text, token_id in plan.image_tokens.items()) or "none"
-    lines.append(f"Image tokens: {tokens}")
+    lines.append(f"Image tokens (video tokens included): {tokens}")
     lines.append("")
     lines.append(
         f"First training sample ({plan.sample_source}): {len(plan.sample_tokens)} tokens, "

@@ -1,15 +1,18 @@
 """Batch collators for training (with label masks) and for generation (prompts only).
 
 The processor is called on the whole batch, so each family's processor batches its own image
-tensors (pixel_values, image_grid_thw, pixel_attention_mask, ...) and pads every per-token tensor
-it returns (attention_mask, token_type_ids, mm_token_type_ids, ...) together with input_ids.
+and video tensors (pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw, ...) and pads
+every per-token tensor it returns (attention_mask, token_type_ids, mm_token_type_ids, ...) together
+with input_ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from vlmtune.collation.labels import (
@@ -21,7 +24,9 @@ from vlmtune.collation.labels import (
     token_labels,
 )
 from vlmtune.data.errors import DataError
-from vlmtune.data.schema import Sample
+from vlmtune.data.images import DEFAULT_OPTIONS
+from vlmtune.data.schema import DecodedVideo, Sample, VideoSource
+from vlmtune.data.videos import as_decoded
 
 
 def stop_token_ids(generation_config: Any, tokenizer: Any) -> list[int]:
@@ -57,13 +62,24 @@ def per_token_keys(batch: dict[str, Any]) -> list[str]:
 
 
 def images_first(samples: list[Sample]) -> list[Sample]:
-    """Reorder a batch so that samples with images come first, keeping the order otherwise.
+    """Reorder a batch so that samples with images or videos come first, keeping the order otherwise.
 
     Some processors fail on a batch whose first sample has no image: Mllama's image processor
     reads the first sample's first image, and Idefics3 then fails to batch its replacement offsets.
     Row order within a batch does not change the loss.
     """
-    return sorted(samples, key=lambda sample: not sample.images)
+    return sorted(samples, key=lambda sample: not sample.has_media())
+
+
+def takes_video(processor: Any) -> bool:
+    """Return whether the processor expands video placeholders (it has a video processor and token)."""
+    return getattr(processor, "video_processor", None) is not None and bool(getattr(processor, "video_token", None))
+
+
+def decoded_videos(sample: Sample, videos: list[VideoSource | DecodedVideo]) -> list[DecodedVideo]:
+    """Decode the videos that the dataset has not decoded yet (samples built in memory)."""
+    options = sample.image_options or DEFAULT_OPTIONS
+    return [as_decoded(video, sample.source, options) for video in videos]
 
 
 def zero_padding(batch: dict[str, Any]) -> None:
@@ -94,10 +110,37 @@ def fill_text_only_rows(batch: dict[str, Any], images: list[list[Any]]) -> None:
             batch[key] = full
 
 
+def with_frame_count(video: DecodedVideo, count: int) -> DecodedVideo:
+    """Return the video with exactly `count` frames, evenly spaced; a shorter video repeats frames."""
+    total = len(video.frames)
+    if total == count:
+        return video
+    picks = np.linspace(0, total - 1, count).round().astype(int)
+    indices = video.metadata.get("frames_indices") or list(range(total))
+    metadata = {**video.metadata, "frames_indices": [int(indices[pick]) for pick in picks]}
+    return DecodedVideo(frames=video.frames[picks], metadata=metadata)
+
+
+@dataclass(frozen=True)
+class VideoHandling:
+    """Video settings that a family needs on top of its processor's defaults (see `Family`)."""
+
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    fixed_frames: bool = False
+    mixes_with_images: bool = True
+
+    @classmethod
+    def for_family(cls, family: Any) -> VideoHandling:
+        if family is None:
+            return cls()
+        return cls(family.video_kwargs, family.fixed_video_frames, family.mixes_images_and_videos)
+
+
 class _ProcessorCaller:
-    def __init__(self, processor: Any):
+    def __init__(self, processor: Any, video: VideoHandling | None = None):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.video = video or VideoHandling()
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -107,7 +150,56 @@ class _ProcessorCaller:
         # A chat template that writes the BOS token itself must not get a second one from the tokenizer.
         return not (bos and all(text.startswith(bos) for text in texts))
 
-    def encode(self, texts: list[str], images: list[list[Any]], padding_side: str, **extra: Any) -> dict[str, Any]:
+    def video_inputs(self, samples: list[Sample], videos: list[list[Any]]) -> dict[str, Any]:
+        """Return the processor arguments for the batch's videos, or nothing when it has none.
+
+        Frames are already sampled (at the configured rate, up to the frame limit), so the video
+        processor must not sample again. The metadata gives each frame's time in the video.
+        """
+        if not any(videos):
+            return {}
+        source = next(sample.source for sample, listed in zip(samples, videos, strict=True) if listed)
+        name = type(self.processor).__name__
+        if not takes_video(self.processor):
+            raise DataError(
+                source,
+                f"the sample has a video but this model's processor ({name}) takes no video.",
+                "Remove video samples, give the video as images, or pick a model whose processor accepts video.",
+                kind="invalid_record",
+            )
+        if not self.video.mixes_with_images and any(sample.images for sample in samples):
+            raise DataError(
+                source,
+                f"this model's processor ({name}) cannot take images and videos in one batch, and this video "
+                "shares its batch with an image.",
+                "Keep images and videos in separate samples and train with --batch-size 1 (raise --grad-accum "
+                "instead), or train on them in separate runs.",
+                kind="invalid_record",
+            )
+        decoded = []
+        for sample, listed in zip(samples, videos, strict=True):
+            for video in decoded_videos(sample, listed):
+                if self.video.fixed_frames:
+                    count = (sample.image_options or DEFAULT_OPTIONS).video_max_frames
+                    decoded.append(with_frame_count(video, count))
+                else:
+                    decoded.append(video)
+        return {
+            "videos": [video.frames for video in decoded],
+            "video_metadata": [video.metadata for video in decoded],
+            "do_sample_frames": False,
+            **self.video.processor_kwargs,
+        }
+
+    def encode(
+        self,
+        samples: list[Sample],
+        texts: list[str],
+        images: list[list[Any]],
+        videos: list[list[Any]],
+        padding_side: str,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Run the processor on a batch; images=None when no sample in the batch has one."""
         has_images = any(images)
         batch = self.processor(
@@ -117,6 +209,7 @@ class _ProcessorCaller:
             padding_side=padding_side,
             add_special_tokens=self.add_special_tokens(texts),
             return_tensors="pt",
+            **self.video_inputs(samples, videos),
             **extra,
         )
         zero_padding(batch)
@@ -139,8 +232,9 @@ class TrainingCollator(_ProcessorCaller):
         stop_strings: Sequence[str],
         max_length: int,
         replacement_offsets: bool = True,
+        video: VideoHandling | None = None,
     ):
-        super().__init__(processor)
+        super().__init__(processor, video)
         self.stop_strings = list(stop_strings)
         self.max_length = max_length
         # Without the processor's text_replacement_offsets, label offsets come from aligning the
@@ -159,8 +253,10 @@ class TrainingCollator(_ProcessorCaller):
         texts = [item.text for item in rendered]
         extra = {"return_text_replacement_offsets": True} if self.replacement_offsets else {}
         batch = self.encode(
+            samples,
             texts,
             [list(sample.images) for sample in samples],
+            [list(sample.videos) for sample in samples],
             padding_side="right",
             return_offsets_mapping=True,
             **extra,
@@ -211,10 +307,11 @@ class GenerationCollator(_ProcessorCaller):
 
     Padding is on the left, so every row's generated tokens start at the same position.
     NOTE: rows keep the given order, so a caller mixing text-only samples into a batch puts the
-    samples with images first (as generate_answers does), which some processors require.
+    samples with images or videos first (as generate_answers does), which some processors require.
     """
 
     def __call__(self, samples: list[Sample]) -> dict[str, Any]:
         texts = [self.render(sample.prompt_messages(), True) for sample in samples]
         images = [list(sample.prompt_images()) for sample in samples]
-        return dict(self.encode(texts, images, padding_side="left"))
+        videos = [list(sample.prompt_videos()) for sample in samples]
+        return dict(self.encode(samples, texts, images, videos, padding_side="left"))

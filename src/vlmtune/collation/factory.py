@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlmtune.collation.collator import GenerationCollator, TrainingCollator, stop_strings
+from vlmtune.collation.collator import GenerationCollator, TrainingCollator, VideoHandling, stop_strings
 from vlmtune.collation.prefix_suffix import PrefixSuffixGenerationCollator, PrefixSuffixTrainingCollator
 from vlmtune.models.families import family_for
 
@@ -20,5 +20,6 @@ def build_collators(processor: Any, model_config: Any, generation_config: Any, m
         )
     stops = stop_strings(processor, generation_config)
     replacement_offsets = family.replacement_offsets if family is not None else True
-    training = TrainingCollator(processor, stops, max_length, replacement_offsets=replacement_offsets)
-    return training, GenerationCollator(processor)
+    video = VideoHandling.for_family(family)
+    training = TrainingCollator(processor, stops, max_length, replacement_offsets=replacement_offsets, video=video)
+    return training, GenerationCollator(processor, video)

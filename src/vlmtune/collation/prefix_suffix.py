@@ -51,6 +51,13 @@ class _PrefixSuffixCaller:
     def encode(self, samples: list[Sample], prompts: list[str], padding_side: str, **extra: Any) -> dict[str, Any]:
         images = [list(sample.images[: count_image_parts(sample.messages[0])]) for sample in samples]
         for sample, sample_images in zip(samples, images, strict=True):
+            if sample.videos:
+                raise DataError(
+                    sample.source,
+                    "the sample has a video, but this model takes images only.",
+                    "Remove video samples or give the video as images.",
+                    kind="invalid_record",
+                )
             if not sample_images:
                 raise DataError(
                     sample.source,

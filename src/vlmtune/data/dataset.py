@@ -1,4 +1,4 @@
-"""A torch Dataset over samples that decodes images when an item is read.
+"""A torch Dataset over samples that decodes images and videos when an item is read.
 
 Decoding happens in `__getitem__`, so with DataLoader workers it runs in parallel with training.
 """
@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from vlmtune.data.images import DEFAULT_OPTIONS, load_image
 from vlmtune.data.schema import Sample
+from vlmtune.data.videos import as_decoded
 
 
 class ConversationDataset(Dataset):
@@ -24,4 +25,5 @@ class ConversationDataset(Dataset):
         sample = self.samples[index]
         options = sample.image_options or DEFAULT_OPTIONS
         images = [load_image(image, sample.source, options) for image in sample.images]
-        return dataclasses.replace(sample, images=images)
+        videos = [as_decoded(video, sample.source, options) for video in sample.videos]
+        return dataclasses.replace(sample, images=images, videos=videos)

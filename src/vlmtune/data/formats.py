@@ -2,25 +2,37 @@
 
 Three forms are recognised, per record unless a format is forced:
 
-* messages: `{"messages": [{"role", "content"}...], "images": [...]?}` in the content-parts form;
-* sharegpt: the ShareGPT / LLaVA form `{"conversations": [{"from", "value"}...], "image" | "images"}`
-  with one `<image>` placeholder in the text per image;
-* prompt_answer: columns `image`/`images`, `question`/`prefix`/`prompt`/`query` and
-  `answer`/`suffix`/`response`, as in VQA and PaliGemma-style datasets.
+* messages: `{"messages": [{"role", "content"}...], "images": [...]?, "videos": [...]?}` in the
+  content-parts form;
+* sharegpt: the ShareGPT / LLaVA form `{"conversations": [{"from", "value"}...], "image" | "images",
+  "video" | "videos"}` with one `<image>` or `<video>` placeholder in the text per image or video;
+* prompt_answer: columns `image`/`images`, `video`/`videos`, `question`/`prefix`/`prompt`/`query`
+  and `answer`/`suffix`/`response`, as in VQA and PaliGemma-style datasets.
+
+A `videos` column lists videos; a `video` column contains one. Either way a video is a file or a list
+of frames.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from vlmtune.data.errors import DataError
-from vlmtune.data.messages import check_supervised_turn, normalize_messages, resolve_image_reference
+from vlmtune.data.messages import (
+    check_supervised_turn,
+    normalize_messages,
+    resolve_image_reference,
+    resolve_video_reference,
+)
 from vlmtune.data.schema import Sample
 
 FORMATS = ("messages", "sharegpt", "prompt_answer")
 
 SHAREGPT_PLACEHOLDER = "<image>"
+SHAREGPT_VIDEO_PLACEHOLDER = "<video>"
+_SHAREGPT_SPLIT = re.compile(f"({re.escape(SHAREGPT_PLACEHOLDER)}|{re.escape(SHAREGPT_VIDEO_PLACEHOLDER)})")
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -59,7 +71,9 @@ def record_to_sample(record: Any, where: str, image_root: Path, data_format: str
     if found == "messages":
         if "messages" not in record:
             raise DataError(where, "expected a `messages` list.")
-        sample = normalize_messages(record["messages"], where, image_root, _image_list(record, "images"))
+        sample = normalize_messages(
+            record["messages"], where, image_root, _image_list(record, "images"), _video_list(record)
+        )
     elif found == "sharegpt":
         sample = _sharegpt_sample(record, where, image_root)
     else:
@@ -86,26 +100,40 @@ def _image_list(record: dict[str, Any], *keys: str) -> list[Any] | None:
     return None
 
 
+def _video_list(record: dict[str, Any]) -> list[Any] | None:
+    """Return the record's videos: the `videos` list, or the single `video` (a file or a frame list)."""
+    videos = record.get("videos")
+    if videos is not None:
+        return list(videos) if isinstance(videos, list | tuple) else [videos]
+    video = record.get("video")
+    return None if video is None else [video]
+
+
 def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sample:
     turns = record.get("conversations")
     if not isinstance(turns, list) or not turns:
         raise DataError(where, "`conversations` must be a non-empty list of {from, value} objects.")
     images = _image_list(record, *IMAGE_KEYS) or []
-    placeholders = sum(
-        str(turn.get("value", "")).count(SHAREGPT_PLACEHOLDER) for turn in turns if isinstance(turn, dict)
-    )
-    if placeholders != len(images):
-        raise DataError(
-            where,
-            f"the conversation has {placeholders} {SHAREGPT_PLACEHOLDER} placeholders but the record lists "
-            f"{len(images)} images.",
-            f"Put one {SHAREGPT_PLACEHOLDER} in the text for each image, where the image belongs.",
-            kind="placeholder_mismatch",
-        )
+    videos = _video_list(record) or []
+    for placeholder, listed, noun in (
+        (SHAREGPT_PLACEHOLDER, images, "image"),
+        (SHAREGPT_VIDEO_PLACEHOLDER, videos, "video"),
+    ):
+        placeholders = sum(str(turn.get("value", "")).count(placeholder) for turn in turns if isinstance(turn, dict))
+        if placeholders != len(listed):
+            raise DataError(
+                where,
+                f"the conversation has {placeholders} {placeholder} placeholders but the record lists "
+                f"{len(listed)} {noun}s.",
+                f"Put one {placeholder} in the text for each {noun}, where the {noun} belongs.",
+                kind="placeholder_mismatch",
+            )
 
     messages = []
     image_iter = iter(images)
+    video_iter = iter(videos)
     resolved = []
+    resolved_videos = []
     for index, turn in enumerate(turns):
         turn_where = f"{where}: turn {index}"
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
@@ -118,22 +146,28 @@ def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sa
         text = turn["value"]
         if not isinstance(text, str):
             raise DataError(turn_where, "`value` must be a string.")
-        if role == "assistant" and SHAREGPT_PLACEHOLDER in text:
-            raise DataError(turn_where, "assistant turns cannot contain images.", kind="placeholder_mismatch")
+        if role == "assistant" and (SHAREGPT_PLACEHOLDER in text or SHAREGPT_VIDEO_PLACEHOLDER in text):
+            raise DataError(turn_where, "assistant turns cannot contain images or videos.", kind="placeholder_mismatch")
 
         parts: list[dict[str, Any]] = []
-        # Split on the placeholder and drop the newline that usually follows it, so the text reads as
-        # the chat template expects around an image.
-        for position, piece in enumerate(text.split(SHAREGPT_PLACEHOLDER)):
-            if position > 0:
+        # Split on the placeholders and drop the newline that usually follows one, so the text reads
+        # as the chat template expects around an image or video.
+        after_placeholder = False
+        for piece in _SHAREGPT_SPLIT.split(text):
+            if piece == SHAREGPT_PLACEHOLDER:
                 resolved.append(resolve_image_reference(next(image_iter), image_root, turn_where))
                 parts.append({"type": "image"})
-            text_piece = piece.removeprefix("\n") if position > 0 else piece
-            if text_piece:
-                parts.append({"type": "text", "text": text_piece})
+            elif piece == SHAREGPT_VIDEO_PLACEHOLDER:
+                resolved_videos.append(resolve_video_reference(next(video_iter), image_root, turn_where))
+                parts.append({"type": "video"})
+            else:
+                text_piece = piece.removeprefix("\n") if after_placeholder else piece
+                if text_piece:
+                    parts.append({"type": "text", "text": text_piece})
+            after_placeholder = piece in (SHAREGPT_PLACEHOLDER, SHAREGPT_VIDEO_PLACEHOLDER)
         messages.append({"role": role, "content": parts})
 
-    sample = Sample(messages=messages, images=resolved, source=where)
+    sample = Sample(messages=messages, images=resolved, videos=resolved_videos, source=where)
     check_supervised_turn(sample)
     return sample
 
@@ -158,11 +192,13 @@ def _prompt_answer_sample(record: dict[str, Any], where: str, image_root: Path) 
         )
     images = _image_list(record, *IMAGE_KEYS) or []
     resolved = [resolve_image_reference(image, image_root, where) for image in images]
-    user = [{"type": "image"} for _ in resolved] + [{"type": "text", "text": prompt}]
+    videos = [resolve_video_reference(video, image_root, where) for video in _video_list(record) or []]
+    user = [{"type": "image"} for _ in resolved] + [{"type": "video"} for _ in videos]
+    user.append({"type": "text", "text": prompt})
     messages = [
         {"role": "user", "content": user},
         {"role": "assistant", "content": [{"type": "text", "text": answer}]},
     ]
-    sample = Sample(messages=messages, images=resolved, source=where)
+    sample = Sample(messages=messages, images=resolved, videos=videos, source=where)
     check_supervised_turn(sample)
     return sample

@@ -31,7 +31,8 @@ DATA_URI_PREFIX = "data:"
 
 @dataclass(frozen=True)
 class ImageOptions:
-    """Settings for fetching, checking and resizing images before the processor receives them."""
+    """Settings for fetching, checking and resizing images (video frames included) before the
+    processor receives them, and for sampling frames from videos."""
 
     max_pixels: int | None = None
     """Downscale (keeping the aspect ratio) any image with more pixels than this."""
@@ -55,6 +56,13 @@ class ImageOptions:
 
     url_cache_dir: str | None = None
     """Folder for downloaded images. None: <vlmtune cache>/images."""
+
+    video_fps: float = 2.0
+    """Frames sampled per second of a video file; also the assumed rate of a video given as frames
+    without its own `fps`. Higher: more frames and more tokens per second of video."""
+
+    video_max_frames: int = 32
+    """Most frames kept per video; a longer video is sampled evenly across its whole length instead."""
 
 
 DEFAULT_OPTIONS = ImageOptions()

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlmtune.config import DEMO, DataConfig
+from vlmtune.config import DEMO, ConfigError, DataConfig
 from vlmtune.data.errors import DataError
 from vlmtune.data.images import ImageOptions
 from vlmtune.data.mixing import mix_sources, split_validation
@@ -32,7 +32,12 @@ class LoadedData:
 
 
 def image_options(config: DataConfig) -> ImageOptions:
-    """Return the image limits and download settings configured in `config`."""
+    """Return the image limits, download settings and video sampling configured in `config`."""
+    if config.video_fps <= 0 or config.video_max_frames < 1:
+        raise ConfigError(
+            f"--video-fps must be above 0 and --video-max-frames at least 1 (got {config.video_fps} and "
+            f"{config.video_max_frames})."
+        )
     return ImageOptions(
         max_pixels=config.max_image_pixels,
         min_pixels=config.min_image_pixels,
@@ -40,6 +45,8 @@ def image_options(config: DataConfig) -> ImageOptions:
         decode_pixel_limit=config.decode_pixel_limit,
         url_timeout=config.url_timeout,
         url_max_bytes=config.url_max_bytes,
+        video_fps=config.video_fps,
+        video_max_frames=config.video_max_frames,
     )
 
 

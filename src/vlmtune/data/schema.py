@@ -1,8 +1,9 @@
-"""The standard sample: a conversation in the content-parts form plus its images in order.
+"""The standard sample: a conversation in the content-parts form plus its images and videos in order.
 
 Every reader turns its format into `Sample`, so collation, validation and evaluation deal with one
 shape. In `messages`, an image is a bare `{"type": "image"}` part (what chat templates expect) and
-the image itself is the matching entry of `images`, in order of appearance.
+the image itself is the matching entry of `images`, in order of appearance. Videos work the same
+way with `{"type": "video"}` parts and `videos`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,33 @@ from PIL import Image
 ImageSource = Path | Image.Image | bytes | str
 """A local path, an already decoded image, raw encoded bytes, or a URL or data URI."""
 
+
+@dataclass(frozen=True)
+class VideoSource:
+    """One video: a video file, or its frames as separate images. Exactly one of the two is set."""
+
+    file: Path | str | bytes | None = None
+    """A video file (mp4, webm, mkv, avi, mov, ...): a local path, an http(s) URL or the encoded bytes."""
+
+    frames: tuple[ImageSource, ...] = ()
+    """The video's frames in order, each a local path, URL, data URI, bytes or decoded image."""
+
+    fps: float | None = None
+    """Frames per second of `frames`, which sets the timestamps that some models (Qwen3-VL,
+    SmolVLM) show. None: the configured `video_fps`. Ignored for files, which carry their own."""
+
+
+@dataclass
+class DecodedVideo:
+    """Frames ready for a video processor, plus what the processor needs to know about their timing."""
+
+    frames: Any
+    """uint8 array of shape (frames, height, width, 3)."""
+
+    metadata: dict[str, Any]
+    """transformers video metadata: total_num_frames, fps, duration, frames_indices, height, width."""
+
+
 ROLES = ("system", "user", "assistant")
 
 
@@ -26,6 +54,9 @@ class Sample:
 
     images: list[ImageSource] = field(default_factory=list)
     """One entry per image part in `messages`, in order."""
+
+    videos: list[VideoSource | DecodedVideo] = field(default_factory=list)
+    """One entry per video part in `messages`, in order; decoded when the sample is read for training."""
 
     source: str = "<memory>"
     """Location of the sample, as `file:line`, for error messages."""
@@ -55,6 +86,15 @@ class Sample:
         count = sum(count_image_parts(message) for message in self.prompt_messages())
         return self.images[:count]
 
+    def prompt_videos(self) -> list[VideoSource | DecodedVideo]:
+        """Return the videos referenced by `prompt_messages`."""
+        count = sum(count_parts(message, "video") for message in self.prompt_messages())
+        return self.videos[:count]
+
+    def has_media(self) -> bool:
+        """Return whether the sample has any image or video."""
+        return bool(self.images or self.videos)
+
     def reference_answer(self) -> str:
         """Return the text of the last assistant message, the answer evaluation compares against."""
         return message_text(self.messages[self.assistant_indices()[-1]])
@@ -69,6 +109,11 @@ def message_text(message: dict[str, Any]) -> str:
     return "".join(part["text"] for part in message["content"] if part["type"] == "text")
 
 
+def count_parts(message: dict[str, Any], kind: str) -> int:
+    """Count the parts of one message whose type is `kind` (`image` or `video`)."""
+    return sum(1 for part in message["content"] if part["type"] == kind)
+
+
 def count_image_parts(message: dict[str, Any]) -> int:
     """Count the image parts of one message."""
-    return sum(1 for part in message["content"] if part["type"] == "image")
+    return count_parts(message, "image")

@@ -211,16 +211,16 @@ def _dataset_records(dataset: Any, name: str) -> Records:
 
 
 def _undecoded_images(dataset: Any) -> Any:
-    """Cast `Image` columns (and lists of them) to their encoded form, `{"bytes", "path"}`.
+    """Cast `Image` and `Video` columns (and lists of them) to their encoded form, `{"bytes", "path"}`.
 
     Decoding is left to the dataset's `__getitem__`, so it happens once, in the DataLoader workers
-    and the validation pass, with this project's mode conversion and size limits.
+    and the validation pass, with this project's mode conversion, size limits and frame sampling.
     """
-    from datasets import Image, LargeList, List, Sequence
+    from datasets import Image, LargeList, List, Sequence, Video
 
     for name, feature in dataset.features.items():
-        if isinstance(feature, Image) and feature.decode:
-            dataset = dataset.cast_column(name, Image(decode=False))
-        elif isinstance(feature, List | LargeList | Sequence) and isinstance(feature.feature, Image):
-            dataset = dataset.cast_column(name, type(feature)(Image(decode=False)))
+        if isinstance(feature, Image | Video) and feature.decode:
+            dataset = dataset.cast_column(name, type(feature)(decode=False))
+        elif isinstance(feature, List | LargeList | Sequence) and isinstance(feature.feature, Image | Video):
+            dataset = dataset.cast_column(name, type(feature)(type(feature.feature)(decode=False)))
     return dataset

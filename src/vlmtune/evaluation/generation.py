@@ -99,7 +99,9 @@ def generate_answers(
     answers: list[str] = []
     # Samples with images go first, because some processors (Mllama, Idefics3) fail on a batch whose
     # first row has no image. The answers are put back in the callers' order below.
-    order = sorted(range(len(samples)), key=lambda index: not samples[index].prompt_images())
+    order = sorted(
+        range(len(samples)), key=lambda index: not (samples[index].prompt_images() or samples[index].prompt_videos())
+    )
     try:
         loader = DataLoader(
             ConversationDataset([samples[index] for index in order]),

@@ -1,4 +1,4 @@
-"""Interactive terminal chat: one conversation with history, images attached by path."""
+"""Interactive terminal chat: one conversation with history, images and videos attached by path."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ import torch
 
 from vlmtune.data.errors import DataError
 from vlmtune.data.images import load_image
-from vlmtune.data.schema import Sample
+from vlmtune.data.schema import Sample, VideoSource
+from vlmtune.data.videos import load_video
 from vlmtune.evaluation.generation import GenerationSettings, generate_answers
 
-HELP = "Commands: /image PATH attaches an image to your next message, /reset starts over, /quit leaves."
+HELP = (
+    "Commands: /image PATH attaches an image to your next message, /video PATH a video file, /reset starts "
+    "over, /quit leaves."
+)
 PROMPT = "you> "
 
 
 class ChatSession:
-    """The conversation so far: messages in the content-parts form and their images in order."""
+    """The conversation so far: messages in the content-parts form and their images and videos in order."""
 
     def __init__(self, system: str | None = None):
         self.system = system
@@ -29,25 +33,30 @@ class ChatSession:
         if self.system:
             self.messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
         self.images: list[Any] = []
-        self.pending_image: Path | None = None
+        self.videos: list[Any] = []
+        self.pending: list[tuple[str, Any]] = []
 
-    def attach(self, path: str) -> None:
-        """Attach the image at `path` to the next user message (checked now, so typos show at once)."""
-        image_path = Path(path).expanduser()
-        load_image(image_path, "/image")
-        self.pending_image = image_path
+    def attach(self, path: str, kind: str = "image") -> None:
+        """Attach the image or video at `path` to the next user message (checked now, so typos show at once)."""
+        media_path = Path(path).expanduser()
+        if kind == "video":
+            video = VideoSource(file=media_path)
+            self.pending.append(("video", load_video(video, "/video")))
+        else:
+            load_image(media_path, "/image")
+            self.pending.append(("image", media_path))
 
     def user_turn(self, text: str) -> Sample:
         """Add a user message and return the sample whose answer is the model's reply."""
         content: list[dict[str, Any]] = []
-        if self.pending_image is not None:
-            content.append({"type": "image"})
-            self.images.append(self.pending_image)
-            self.pending_image = None
+        for kind, media in self.pending:
+            content.append({"type": kind})
+            (self.videos if kind == "video" else self.images).append(media)
+        self.pending = []
         content.append({"type": "text", "text": text})
         self.messages.append({"role": "user", "content": content})
         turn = [*self.messages, {"role": "assistant", "content": []}]
-        return Sample(messages=turn, images=list(self.images), source="chat")
+        return Sample(messages=turn, images=list(self.images), videos=list(self.videos), source="chat")
 
     def assistant_turn(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
@@ -95,17 +104,20 @@ def run_chat(
             session.reset()
             say("(new conversation)")
             continue
-        if text.startswith("/image"):
-            path = text.removeprefix("/image").strip()
+        command = text.split()[0]
+        if command in ("/image", "/video"):
+            kind = command.removeprefix("/")
+            path = text.removeprefix(command).strip()
             if not path:
-                say("error: /image needs a path, e.g. /image photo.png")
+                example = "photo.png" if kind == "image" else "clip.mp4"
+                say(f"error: {command} needs a path, e.g. {command} {example}")
                 continue
             try:
-                session.attach(path)
+                session.attach(path, kind)
             except DataError as error:
                 say(f"error: {error}")
                 continue
-            say(f"(image {path} attached to your next message)")
+            say(f"({kind} {path} attached to your next message)")
             continue
         if text.startswith("/"):
             say(f"error: unknown command {text.split()[0]}. {HELP}")

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from vlmtune.collation.collator import TrainingCollator
-from vlmtune.config import DataConfig
+from vlmtune.config import ConfigError, DataConfig
 from vlmtune.data.loading import load_data
+from vlmtune.data.schema import Sample
 from vlmtune.validation.pipeline import (
     REPORT_FILE,
     SKIPPED_FILE,
@@ -35,3 +36,26 @@ def validate_before_training(
     print_report(validated.report)
     apply_policy(validated, config.bad_samples, report_path, run_dir / SKIPPED_FILE)
     return validated
+
+
+def check_media_batching(collator: Any, samples: list[Sample], batch_sizes: dict[str, int]) -> None:
+    """Fail before training when batches would mix images and videos that the processor cannot mix.
+
+    Each sample is validated alone, so this is the one problem that only shows up in a batch.
+    `batch_sizes` maps option names (`--batch-size`, ...) to their values.
+    """
+    handling = getattr(collator, "video", None)
+    # Collators without video handling (prefix/suffix families) reject every video sample already.
+    if handling is None or handling.mixes_with_images:
+        return
+    with_image = next((sample for sample in samples if sample.images), None)
+    with_video = next((sample for sample in samples if sample.videos), None)
+    batched = {name: size for name, size in batch_sizes.items() if size > 1}
+    if with_image is None or with_video is None or not batched:
+        return
+    options = " and ".join(f"{name} 1" for name in batched)
+    raise ConfigError(
+        f"The processor of this model ({type(collator.processor).__name__}) cannot take images and videos in one "
+        f"batch, and the data has both (an image in {with_image.source}, a video in {with_video.source}). Set "
+        f"{options} (raise --grad-accum to keep the effective batch), or train on images and videos in separate runs."
+    )

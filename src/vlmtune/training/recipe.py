@@ -28,7 +28,7 @@ from vlmtune.export.save import save_final_model
 from vlmtune.models.components import find_components
 from vlmtune.models.finetune import count_parameters, setup_finetuning
 from vlmtune.models.loading import load_model, load_processor, resolve_dtype, resolve_model_path
-from vlmtune.training.preflight import validate_before_training
+from vlmtune.training.preflight import check_media_batching, validate_before_training
 from vlmtune.training.trainer import build_trainer, build_training_arguments
 from vlmtune.validation.pipeline import REPORT_FILE, SKIPPED_FILE
 
@@ -142,6 +142,11 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     collator, _ = build_collators(processor, model.config, model.generation_config, config.data.max_length)
     validated = validate_before_training(config.data, config.training.seed, collator, model.config, paths.root)
     train_samples, eval_samples = validated.train, validated.validation
+    check_media_batching(
+        collator,
+        train_samples + eval_samples,
+        {"--batch-size": config.training.batch_size, "--eval-batch-size": config.evaluation.eval_batch_size},
+    )
     train_budget = validated.report["splits"]["train"]["budget"]
     validation_samples = eval_samples
     if config.evaluation.eval_samples is not None:

@@ -19,13 +19,13 @@ from typing import Any
 
 from PIL import Image
 
-from vlmtune.data.schema import Sample
+from vlmtune.data.schema import Sample, VideoSource
 from vlmtune.paths import cache_root
 from vlmtune.validation.checks import CheckSettings, SampleResult
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Version of the cached result layout. Increase it when a result's meaning changes, so older cache files go unused."""
 
 # NOTE: only validation results are cached. Decoded and resized images and tokenized tensors are
@@ -45,6 +45,8 @@ def settings_fingerprint(settings: CheckSettings) -> str:
         settings.max_length,
         settings.image_token_id,
         settings.image_token,
+        settings.video_token_id,
+        settings.video_token,
         dataclasses.asdict(settings.image_options),
         processor.to_json_string() if hasattr(processor, "to_json_string") else repr(processor),
         getattr(processor, "chat_template", None),
@@ -68,7 +70,17 @@ def sample_key(sample: Sample) -> str:
     digest.update(json.dumps([sample.format, sample.messages], sort_keys=True).encode())
     for image in sample.images:
         digest.update(b"\0" + _image_identity(image).encode())
+    for video in sample.videos:
+        digest.update(b"\1" + _video_identity(video).encode())
     return digest.hexdigest()
+
+
+def _video_identity(video: Any) -> str:
+    if isinstance(video, VideoSource):
+        sources = [video.file] if video.file is not None else list(video.frames)
+        return json.dumps([video.fps, [_image_identity(source) for source in sources]])
+    # A video decoded in memory (tests, chat) has no identity cheaper than its frames.
+    return "frames:" + hashlib.sha256(video.frames.tobytes()).hexdigest()
 
 
 def _image_identity(image: Any) -> str:

@@ -1,8 +1,9 @@
-"""Checking one sample: decode its images, encode it as training would, count its tokens.
+"""Checking one sample: decode its images and videos, encode it as training would, count its tokens.
 
 Token counts come from the processor's real output. Image tokens are the positions of `input_ids`
-equal to the image token id. Text tokens are all other non-padding positions, so an image's wrapper
-tokens, such as row and column markers, count as text.
+equal to the image token id or the video token id (a video's frames count as images). Text tokens
+are all other non-padding positions, so an image's wrapper tokens, such as row and column markers
+or a video's frame timestamps, count as text.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from vlmtune.collation.labels import IGNORE_INDEX
 from vlmtune.data.errors import DataError
 from vlmtune.data.images import ImageOptions, load_image
 from vlmtune.data.schema import Sample
+from vlmtune.data.videos import load_video
 
 
 @dataclass
@@ -26,6 +28,7 @@ class SampleResult:
     source: str
     format: str
     num_images: int
+    num_videos: int = 0
     text_tokens: int | None = None
     image_tokens: int | None = None
     supervised_tokens: int | None = None
@@ -57,6 +60,17 @@ def image_token_id(processor: Any, model_config: Any = None) -> int | None:
     return token_id
 
 
+def video_token_id(processor: Any, model_config: Any = None) -> int | None:
+    """Return the id of the token that a video's features replace, or None for image-only models."""
+    token_id = getattr(processor, "video_token_id", None)
+    if token_id is None and getattr(processor, "video_token", None):
+        tokenizer = getattr(processor, "tokenizer", processor)
+        token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
+    if token_id is None and model_config is not None:
+        token_id = getattr(model_config, "video_token_id", None) or getattr(model_config, "video_token_index", None)
+    return token_id
+
+
 def measuring_collator(collator: Any) -> Any:
     """Return a copy of a training collator without the length limit, so over-long samples get counted too."""
     measuring = copy.copy(collator)
@@ -76,6 +90,10 @@ class CheckSettings:
     """The text form of the image token; the same string typed in a text part would be expanded
     as an extra image by the processor."""
 
+    video_token_id: int | None = None
+    video_token: str | None = None
+    """The text form of the video token, checked like `image_token`."""
+
 
 def check_sample(sample: Sample, settings: CheckSettings) -> SampleResult:
     """Validate one sample and count its tokens.
@@ -83,11 +101,15 @@ def check_sample(sample: Sample, settings: CheckSettings) -> SampleResult:
     Data problems (a `DataError`, or a ValueError, TypeError or RuntimeError from the processor) are
     returned in the result instead of raised, so one bad sample does not stop the pass.
     """
-    result = SampleResult(source=sample.source, format=sample.format, num_images=len(sample.images))
+    result = SampleResult(
+        source=sample.source, format=sample.format, num_images=len(sample.images), num_videos=len(sample.videos)
+    )
     try:
-        _check_literal_placeholders(sample, settings.image_token)
+        _check_literal_placeholders(sample, settings.image_token, "image", len(sample.images))
+        _check_literal_placeholders(sample, settings.video_token, "video", len(sample.videos))
         images = [load_image(image, sample.source, settings.image_options) for image in sample.images]
-        batch = settings.collator([dataclasses.replace(sample, images=images)])
+        videos = [load_video(video, sample.source, settings.image_options) for video in sample.videos]
+        batch = settings.collator([dataclasses.replace(sample, images=images, videos=videos)])
     except DataError as error:
         return _with_problem(result, error.kind, _without_location(error, sample.source))
     except (ValueError, TypeError, RuntimeError) as error:
@@ -96,8 +118,8 @@ def check_sample(sample: Sample, settings: CheckSettings) -> SampleResult:
 
     total = int(batch["attention_mask"][0].sum())
     image = 0
-    if settings.image_token_id is not None:
-        image = int((batch["input_ids"][0] == settings.image_token_id).sum())
+    for token_id in {settings.image_token_id, settings.video_token_id} - {None}:
+        image += int((batch["input_ids"][0] == token_id).sum())
     result.image_tokens = image
     result.text_tokens = total - image
     result.supervised_tokens = int((batch["labels"][0] != IGNORE_INDEX).sum())
@@ -112,11 +134,11 @@ def check_sample(sample: Sample, settings: CheckSettings) -> SampleResult:
     return result
 
 
-def _check_literal_placeholders(sample: Sample, image_token: str | None) -> None:
-    if not image_token:
+def _check_literal_placeholders(sample: Sample, token: str | None, kind: str, count: int) -> None:
+    if not token:
         return
     typed = sum(
-        part["text"].count(image_token)
+        part["text"].count(token)
         for message in sample.messages
         for part in message["content"]
         if part["type"] == "text"
@@ -124,9 +146,9 @@ def _check_literal_placeholders(sample: Sample, image_token: str | None) -> None
     if typed:
         raise DataError(
             sample.source,
-            f"the text contains the image token {image_token} {typed} times besides its {len(sample.images)} "
-            "image parts, so the processor would expect more images than the sample has.",
-            "Remove the token from the text and mark each image with an image part.",
+            f"the text contains the {kind} token {token} {typed} times besides its {count} {kind} parts, so the "
+            f"processor would expect more {kind}s than the sample has.",
+            f"Remove the token from the text and mark each {kind} with {'an' if kind == 'image' else 'a'} {kind} part.",
             kind="placeholder_mismatch",
         )
 

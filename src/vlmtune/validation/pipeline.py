@@ -17,7 +17,13 @@ from vlmtune.data.errors import DataError
 from vlmtune.data.loading import LoadedData, image_options
 from vlmtune.data.schema import Sample
 from vlmtune.validation.cache import ResultCache
-from vlmtune.validation.checks import CheckSettings, SampleResult, image_token_id, measuring_collator
+from vlmtune.validation.checks import (
+    CheckSettings,
+    SampleResult,
+    image_token_id,
+    measuring_collator,
+    video_token_id,
+)
 from vlmtune.validation.report import MAX_PRINTED_PROBLEMS, REPORT_KIND, build_report, format_report
 from vlmtune.validation.run import check_all
 
@@ -45,6 +51,8 @@ def check_settings(collator: Any, config: DataConfig, model_config: Any = None) 
         max_length=config.max_length,
         image_token_id=image_token_id(processor, model_config),
         image_token=getattr(processor, "image_token", None),
+        video_token_id=video_token_id(processor, model_config),
+        video_token=getattr(processor, "video_token", None),
     )
 
 

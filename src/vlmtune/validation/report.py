@@ -49,6 +49,7 @@ def split_report(results: list[SampleResult], rejected: list[DataError], max_len
         "usable_samples": len(usable),
         "formats": dict(sorted(Counter(result.format for result in results).items())),
         "images_per_sample": {str(k): v for k, v in sorted(Counter(r.num_images for r in results).items())},
+        "videos_per_sample": {str(k): v for k, v in sorted(Counter(r.num_videos for r in results).items())},
         "problems": dict(problems),
         "over_max_length": problems["too_long"],
         "tokens": {
@@ -61,6 +62,7 @@ def split_report(results: list[SampleResult], rejected: list[DataError], max_len
             "image_tokens": sum(result.image_tokens for result in usable),
             "supervised_tokens": sum(result.supervised_tokens for result in usable),
             "images": sum(result.num_images for result in usable),
+            "videos": sum(result.num_videos for result in usable),
         },
     }
 
@@ -113,6 +115,11 @@ def format_report(report: dict[str, Any]) -> str:
             f"{split}: {data['records']} records, {data['usable_samples']} usable",
             f"  formats: {formats}",
             f"  images per sample: {images or 'none'}",
+        ]
+        if data["budget"]["videos"]:
+            videos = ", ".join(f"{n} video(s): {count}" for n, count in data["videos_per_sample"].items())
+            lines.append(f"  videos per sample: {videos} (video frames count as image tokens)")
+        lines += [
             f"  problems: {problems}",
         ]
         for name in ("text", "image", "total"):

@@ -1,0 +1,244 @@
+"""Video samples from data files: the three record formats, their errors, and a whole training run.
+
+The run trains a tiny Qwen2-VL on digit scans shown as short videos (an encoded file and a list of
+frame images), so reading, validation, the report, training and saving all see real videos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from tests.fixtures.families import all_fixtures
+from tests.test_train_tiny import logged_losses, tiny_config
+from vlmtune.config import ConfigError
+from vlmtune.data.errors import DataError
+from vlmtune.data.formats import record_to_sample
+from vlmtune.data.schema import VideoSource
+from vlmtune.training.recipe import run_training
+
+SPECS = {fixture.name: fixture for fixture in all_fixtures()}
+ROOT = Path("/data")
+
+
+def answer(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def test_messages_video_parts_inline_and_from_column():
+    record = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "video", "video": "clips/a.mp4"},
+                    {"type": "video", "video": ["f/0.png", "f/1.png"], "fps": 4},
+                    {"type": "video"},
+                    {"type": "text", "text": "What changes?"},
+                ],
+            },
+            answer("the light"),
+        ],
+        "videos": ["clips/b.webm"],
+    }
+    sample = record_to_sample(record, "data.jsonl:1", ROOT)
+    assert sample.messages[0]["content"][:3] == [{"type": "video"}] * 3
+    assert sample.videos == [
+        VideoSource(file=ROOT / "clips/a.mp4"),
+        VideoSource(frames=(ROOT / "f/0.png", ROOT / "f/1.png"), fps=4.0),
+        VideoSource(file=ROOT / "clips/b.webm"),
+    ]
+    assert sample.images == []
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video"}]}, answer("x")]},
+            "data.jsonl:2: message 0: a video part has no source",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "hi"}, answer("x")], "videos": ["a.mp4"]},
+            "data.jsonl:2: the sample lists 1 videos but its messages have 0 video parts.",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video", "video": "a.mp4", "fps": 0}]}, answer("x")]},
+            "data.jsonl:2: message 0: a video's `fps` must be a positive number, got 0.",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "video", "video": []}]}, answer("x")]},
+            "data.jsonl:2: message 0: a video given as frames needs at least one frame.",
+        ),
+    ],
+)
+def test_messages_video_errors_name_the_record(record, message):
+    with pytest.raises(DataError) as raised:
+        record_to_sample(record, "data.jsonl:2", ROOT)
+    assert str(raised.value).startswith(message)
+
+
+def test_sharegpt_video_placeholders():
+    record = {
+        "conversations": [
+            {"from": "human", "value": "<image>\nCompare with <video>\nWhat moved?"},
+            {"from": "gpt", "value": "the cat"},
+        ],
+        "images": ["still.png"],
+        "videos": [["f0.png", "f1.png", "f2.png"]],
+    }
+    sample = record_to_sample(record, "chat.json:5", ROOT)
+    assert sample.messages[0]["content"] == [
+        {"type": "image"},
+        {"type": "text", "text": "Compare with "},
+        {"type": "video"},
+        {"type": "text", "text": "What moved?"},
+    ]
+    assert sample.images == [ROOT / "still.png"]
+    assert sample.videos == [VideoSource(frames=(ROOT / "f0.png", ROOT / "f1.png", ROOT / "f2.png"))]
+
+
+def test_sharegpt_video_count_mismatch():
+    record = {"conversations": [{"from": "human", "value": "<video> and <video>"}, {"from": "gpt", "value": "x"}]}
+    record["video"] = "one.mp4"
+    with pytest.raises(DataError) as raised:
+        record_to_sample(record, "chat.json:6", ROOT)
+    assert str(raised.value) == (
+        "chat.json:6: the conversation has 2 <video> placeholders but the record lists 1 videos. "
+        "Put one <video> in the text for each video, where the video belongs."
+    )
+
+
+def test_prompt_answer_video_column():
+    record = {"question": "What happens?", "answer": "rain", "video": "clips/rain.mp4"}
+    sample = record_to_sample(record, "qa.csv:3", ROOT)
+    assert sample.messages[0]["content"] == [{"type": "video"}, {"type": "text", "text": "What happens?"}]
+    assert sample.videos == [VideoSource(file=ROOT / "clips/rain.mp4")]
+
+
+def write_digit_videos(folder: Path, count: int) -> Path:
+    """Write `count` digit samples: even ones as an FFV1 video file, odd ones as a list of PNG frames.
+
+    Each video shows one digit scan drifting one pixel per frame, and the assistant's reply is the digit.
+    """
+    digits = load_digits()
+    (folder / "clips").mkdir(parents=True)
+    lines = []
+    for index in range(count):
+        scan = (digits.images[index] * (255 / 16)).astype(np.uint8)
+        frames = [
+            np.stack([np.roll(np.kron(scan, np.ones((4, 4), np.uint8)), shift, axis=1)] * 3, -1) for shift in range(4)
+        ]
+        if index % 2 == 0:
+            video: str | list[str] = f"clips/{index}.mkv"
+            with av.open(str(folder / video), "w") as container:
+                stream = container.add_stream("ffv1", rate=2)
+                stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
+                for frame in frames:
+                    container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                container.mux(stream.encode())
+        else:
+            video = []
+            for position, frame in enumerate(frames):
+                Image.fromarray(frame).save(folder / "clips" / f"{index}-{position}.png")
+                video.append(f"clips/{index}-{position}.png")
+        content = [{"type": "video", "video": video}, {"type": "text", "text": "Which digit?"}]
+        lines.append(
+            json.dumps({"messages": [{"role": "user", "content": content}, answer(str(digits.target[index]))]})
+        )
+    path = folder / "videos.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_training_on_videos_end_to_end(tmp_path):
+    model_dir = SPECS["qwen2_vl"].build(tmp_path / "model")
+    data = write_digit_videos(tmp_path / "data", 16)
+    config = tiny_config(model_dir, data, tmp_path / "run", train_projector=True)
+    config.training.max_steps = 6
+    config.training.batch_size = 4
+    config.evaluation.eval_batch_size = 4
+    summary = run_training(config)
+
+    assert summary["steps"] == 6
+    assert summary["train_samples"] == 12
+    # One digit plus <|im_end|> per sample.
+    assert summary["supervised_tokens"] == 2 * 12
+    report = json.loads((tmp_path / "run" / "validation_report.json").read_text())
+    train = report["splits"]["train"]
+    assert train["videos_per_sample"] == {"1": 12}
+    assert train["budget"]["videos"] == 12
+    # 2 fps over a 2-second file, or 4 listed frames, gives 4 frames. Each frame is resized to 28x28,
+    # one 2x2 group of 14-pixel patches, and frames pair up in time: 2 video tokens per sample.
+    assert train["tokens"]["image"]["min"] == train["tokens"]["image"]["max"] == 2
+    losses = logged_losses(tmp_path / "run")
+    assert len(losses) == 6
+    assert losses[-1] < losses[0]
+    assert summary["saved"] == "adapter"
+    assert (tmp_path / "run" / "final" / "adapter_config.json").is_file()
+
+
+def test_smolvlm_rejects_mixed_media_batches(tmp_path):
+    from tests.conftest import write_digit_jsonl
+
+    model_dir = SPECS["smolvlm"].build(tmp_path / "model")
+    images = write_digit_jsonl(tmp_path / "images", list(range(8)))
+    videos = write_digit_videos(tmp_path / "videos", 8)
+    config = tiny_config(model_dir, f"{images},{videos}", tmp_path / "run")
+    config.data.max_length = 512
+    with pytest.raises(ConfigError) as raised:
+        run_training(config)
+    message = str(raised.value)
+    assert message.startswith(
+        "The processor of this model (SmolVLMProcessor) cannot take images and videos in one batch"
+    )
+    assert "Set --batch-size 1 and --eval-batch-size 1" in message
+
+
+def test_plan_shows_video_tokens_and_supervised_answer(tmp_path):
+    from vlmtune.planning import describe
+
+    model_dir = SPECS["qwen2_vl"].build(tmp_path / "model")
+    data = write_digit_videos(tmp_path / "data", 4)
+    text = describe(tiny_config(model_dir, data, tmp_path / "run"))
+    digit = load_digits().target[0]
+    assert "<|video_pad|> (id " in text
+    assert "<|vision_start|><|video_pad|>*2<|vision_end|>Which digit?<|im_end|>" in text
+    assert f"[[{digit}<|im_end|>]]" in text
+
+
+def test_chat_attaches_a_video(tmp_path):
+    import io
+
+    from vlmtune.config import ModelConfig
+    from vlmtune.data.schema import DecodedVideo, Sample
+    from vlmtune.evaluation.generation import GenerationSettings, generate_answers
+    from vlmtune.inference.chat import run_chat
+    from vlmtune.models.loading import load_model, load_processor
+
+    model_dir = SPECS["qwen2_vl"].build(tmp_path / "model")
+    write_digit_videos(tmp_path / "data", 1)
+    clip = tmp_path / "data" / "clips" / "0.mkv"
+    config = ModelConfig(model=str(model_dir), dtype="float32")
+    model, processor = load_model(config), load_processor(config)
+    settings = GenerationSettings(max_new_tokens=3)
+    shown = io.StringIO()
+    typed = io.StringIO(f"/video\n/video {tmp_path / 'absent.mp4'}\n/video {clip}\nWhich digit?\n/quit\n")
+    session = run_chat(model, processor, settings, typed, shown)
+
+    output = shown.getvalue()
+    assert "error: /video needs a path, e.g. /video clip.mp4" in output
+    assert f"/video: video file {tmp_path / 'absent.mp4'} not found." in output
+    assert f"(video {clip} attached to your next message)" in output
+    assert session.messages[0]["content"] == [{"type": "video"}, {"type": "text", "text": "Which digit?"}]
+    assert len(session.videos) == 1 and isinstance(session.videos[0], DecodedVideo)
+    assert session.videos[0].frames.shape == (4, 32, 32, 3)
+    reply = output.split("model> ")[1].splitlines()[0]
+    alone = Sample(messages=[*session.messages[:1], {"role": "assistant", "content": []}], videos=session.videos)
+    assert reply == generate_answers(model, processor, [alone], batch_size=1, settings=settings)[0]
