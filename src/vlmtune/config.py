@@ -115,10 +115,10 @@ class DataConfig:
     without its own `fps`. Higher: more frames, so more tokens per second of video."""
 
     video_max_frames: int = 32
-    """Most frames kept per video; a longer video is sampled evenly across its whole length. Lower:
-    fewer tokens per video (each frame costs about as many tokens as an image). InternVL and
-    LLaVA-OneVision give every video exactly this many frames, because they batch videos only
-    with equal frame counts."""
+    """Maximum number of frames kept per video. A longer video is sampled evenly across its whole
+    length. Lower: fewer tokens per video (each frame costs about as many tokens as an image).
+    InternVL and LLaVA-OneVision give every video exactly this many frames, because they batch
+    videos only with equal frame counts."""
 
     bad_samples: Literal["fail", "skip"] = "fail"
     """Policy for samples that fail validation (missing or corrupt image, placeholder mismatch,

@@ -62,7 +62,8 @@ class ImageOptions:
     without its own `fps`. Higher: more frames and more tokens per second of video."""
 
     video_max_frames: int = 32
-    """Most frames kept per video; a longer video is sampled evenly across its whole length instead."""
+    """Maximum number of frames kept per video. A longer video is sampled evenly across its whole
+    length instead."""
 
 
 DEFAULT_OPTIONS = ImageOptions()
