@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText
 
 from tests.fixtures.adapter import build_tiny_adapter
-from vlmtune.config import ModelConfig
+from vlmtune.config import ConfigError, ModelConfig
 from vlmtune.export.save import verify_adapter_reloads
 from vlmtune.models.adapters import AdapterLoadError, load_adapter_strict, load_for_inference
 
@@ -82,6 +82,21 @@ def test_adapter_without_base_name_asks_for_base_model(adapter_dir, tmp_path):
     (nameless / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterLoadError, match=r"does not name its base model.*--base-model"):
         load_for_inference(ModelConfig(model=str(nameless)))
+
+
+def test_adapter_unloadable_base_hint(adapter_dir, tmp_path, monkeypatch):
+    moved = tmp_path / "moved"
+    shutil.copytree(adapter_dir, moved)
+    config = json.loads((moved / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "models/tiny"
+    (moved / "adapter_config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        load_for_inference(ModelConfig(model=str(moved)))
+    message = str(raised.value)
+    assert message.startswith("Model 'models/tiny' cannot be loaded: ")
+    assert f"The adapter names this base model in {moved / 'adapter_config.json'}" in message
+    assert message.endswith("Pass --base-model with the base model's Hub id or folder.")
 
 
 def test_saved_adapter_verified_by_reloading(tiny_smolvlm_dir, adapter_dir, tmp_path):

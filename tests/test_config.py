@@ -67,3 +67,25 @@ def test_builtin_config_by_name():
     assert config.model.model == "Qwen/Qwen2.5-VL-3B-Instruct"
     assert config.training.batch_size == 2
     assert config.training.grad_accum == 4
+
+
+@pytest.mark.parametrize(
+    ("command", "note"),
+    [
+        ("train", "--config FILE.yaml, or a built-in config name such as `demo`"),
+        ("evaluate", "All options can also come from a YAML file: --config FILE.yaml (flags override it)."),
+        ("build-demo", None),
+    ],
+)
+def test_help_config_note_per_command(command, note, capsys):
+    from vlmtune.cli import BuildDemoConfig
+    from vlmtune.config import EvaluateConfig
+
+    config_class = {"train": TrainConfig, "evaluate": EvaluateConfig, "build-demo": BuildDemoConfig}[command]
+    with pytest.raises(SystemExit):
+        parse_cli(config_class, ["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    if note is None:
+        assert "--config" not in text
+    else:
+        assert note in text

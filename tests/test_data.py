@@ -94,7 +94,7 @@ def test_unknown_role(tmp_path):
 def test_images_column_count_mismatch(tmp_path):
     record = good_record()
     record["images"] = ["images/extra.png"]
-    with pytest.raises(DataError, match="lists 2 images but its messages have 1 image parts"):
+    with pytest.raises(DataError, match="lists 2 images but its messages have 1 image part"):
         read_jsonl(write_lines(tmp_path / "d.jsonl", [record]))
 
 

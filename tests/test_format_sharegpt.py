@@ -54,7 +54,7 @@ def test_placeholder_count_mismatch_named(tmp_path):
     (error,) = read_source(SourceSpec(str(path)), None).problems
     assert error.kind == "placeholder_mismatch"
     assert str(error) == (
-        f"{path}:1: the conversation has 1 <image> placeholders but the record lists 2 images. "
+        f"{path}:1: the conversation has 1 <image> placeholder but the record lists 2 images. "
         "Put one <image> in the text for each image, where the image belongs."
     )
 

@@ -93,6 +93,21 @@ def test_merge_rejects_adapter_with_mismatched_keys(adapter_dir, tmp_path):
         merge_adapter(MergeConfig(adapter=str(bad), output_dir=str(tmp_path / "merged")))
 
 
+def test_merge_unloadable_base_hint(adapter_dir, tmp_path, monkeypatch):
+    moved = tmp_path / "moved"
+    shutil.copytree(adapter_dir, moved)
+    config = json.loads((moved / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "models/tiny"
+    (moved / "adapter_config.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as raised:
+        merge_adapter(MergeConfig(adapter=str(moved), output_dir=str(tmp_path / "merged")))
+    message = str(raised.value)
+    assert message.startswith("Model 'models/tiny' cannot be loaded: ")
+    assert message.endswith("Pass --base-model with the base model's Hub id or folder.")
+    assert not (tmp_path / "merged").exists()
+
+
 def test_merge_needs_an_adapter_folder(tiny_smolvlm_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"--adapter must be a folder with adapter_config\.json"):
         merge_adapter(MergeConfig(adapter=str(tiny_smolvlm_dir), output_dir=str(tmp_path / "m")))

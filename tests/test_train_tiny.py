@@ -14,6 +14,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from tests.conftest import write_digit_jsonl
 from vlmtune.config import DataConfig, EvaluationConfig, FinetuneConfig, ModelConfig, TrainConfig, TrainingConfig
 from vlmtune.data.errors import DataError
+from vlmtune.models.adapters import load_for_inference
 from vlmtune.training.recipe import OutputDirError, run_training
 
 
@@ -186,3 +187,20 @@ def test_unreachable_model_clear_error(tmp_path):
         ConfigError, match=r"Model 'no-such-org/no-such-model' cannot be loaded: .*HF_HUB_OFFLINE is set"
     ):
         load_processor(ModelConfig(model="no-such-org/no-such-model"))
+
+
+def test_adapter_records_absolute_base_path(tiny_smolvlm_dir, tmp_path, monkeypatch):
+    data = write_digit_jsonl(tmp_path / "data", list(range(16)))
+    monkeypatch.chdir(tiny_smolvlm_dir.parent)
+    config = tiny_config(tiny_smolvlm_dir.name, data, tmp_path / "run")
+    config.training.max_steps = 1
+    run_training(config)
+
+    final = tmp_path / "run" / "final"
+    adapter_config = json.loads((final / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_smolvlm_dir.resolve())
+
+    # The adapter loads from any folder, not only the one the run started in.
+    monkeypatch.chdir(tmp_path)
+    loaded = load_for_inference(ModelConfig(model=str(final), dtype="float32"))
+    assert loaded.base_model == str(tiny_smolvlm_dir.resolve())

@@ -67,7 +67,7 @@ def test_validate_does_not_overwrite_other_files(tiny_smolvlm_dir, data_files, t
 def test_training_fails_before_any_step(tiny_smolvlm_dir, data_files, tmp_path):
     config = tiny_config(tiny_smolvlm_dir, data_files[0], tmp_path / "run")
     config.data.eval_data = str(data_files[1])
-    with pytest.raises(DataError, match=r"^data: 1 samples cannot be used:\n  \[train\] .*train\.jsonl:3: image file"):
+    with pytest.raises(DataError, match=r"^data: 1 sample cannot be used:\n  \[train\] .*train\.jsonl:3: image file"):
         run_training(config)
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert json.loads((tmp_path / "run" / "validation_report.json").read_text())["bad_samples"] == "fail"

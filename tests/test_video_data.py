@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -17,10 +18,12 @@ from sklearn.datasets import load_digits
 
 from tests.fixtures.families import all_fixtures
 from tests.test_train_tiny import logged_losses, tiny_config
+from vlmtune.collation.collator import VideoHandling
 from vlmtune.config import ConfigError
 from vlmtune.data.errors import DataError
 from vlmtune.data.formats import record_to_sample
-from vlmtune.data.schema import VideoSource
+from vlmtune.data.schema import Sample, VideoSource
+from vlmtune.training.preflight import check_media_batching
 from vlmtune.training.recipe import run_training
 
 SPECS = {fixture.name: fixture for fixture in all_fixtures()}
@@ -66,7 +69,7 @@ def test_messages_video_parts_inline_and_from_column():
         ),
         (
             {"messages": [{"role": "user", "content": "hi"}, answer("x")], "videos": ["a.mp4"]},
-            "data.jsonl:2: the sample lists 1 videos but its messages have 0 video parts.",
+            "data.jsonl:2: the sample lists 1 video but its messages have 0 video parts.",
         ),
         (
             {"messages": [{"role": "user", "content": [{"type": "video", "video": "a.mp4", "fps": 0}]}, answer("x")]},
@@ -110,8 +113,32 @@ def test_sharegpt_video_count_mismatch():
     with pytest.raises(DataError) as raised:
         record_to_sample(record, "chat.json:6", ROOT)
     assert str(raised.value) == (
-        "chat.json:6: the conversation has 2 <video> placeholders but the record lists 1 videos. "
+        "chat.json:6: the conversation has 2 <video> placeholders but the record lists 1 video. "
         "Put one <video> in the text for each video, where the video belongs."
+    )
+
+
+def test_sharegpt_video_listed_as_image():
+    record = {"conversations": [{"from": "human", "value": "<video>\nWhat?"}, {"from": "gpt", "value": "x"}]}
+    record["image"] = "clip.mp4"
+    with pytest.raises(DataError) as raised:
+        record_to_sample(record, "chat.json:2", ROOT)
+    assert str(raised.value) == (
+        "chat.json:2: the conversation has 0 <image> placeholders but the record lists 1 image. "
+        "The text has 1 <video> placeholder: list those under `videos`."
+    )
+
+
+def test_video_in_image_part_hint(tmp_path):
+    from vlmtune.data.images import load_image
+
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"not an image")
+    with pytest.raises(DataError) as raised:
+        load_image(clip, "data.jsonl:4")
+    assert str(raised.value).startswith(f"data.jsonl:4: image {clip} is not a readable image (")
+    assert str(raised.value).endswith(
+        'For a video, use a {"type": "video"} part (or the `video`/`videos` column) instead of an image.'
     )
 
 
@@ -157,7 +184,7 @@ def write_digit_videos(folder: Path, count: int) -> Path:
     return path
 
 
-def test_training_on_videos_end_to_end(tmp_path):
+def test_training_on_videos_end_to_end(tmp_path, capsys):
     model_dir = SPECS["qwen2_vl"].build(tmp_path / "model")
     data = write_digit_videos(tmp_path / "data", 16)
     config = tiny_config(model_dir, data, tmp_path / "run", train_projector=True)
@@ -177,6 +204,9 @@ def test_training_on_videos_end_to_end(tmp_path):
     # 2 fps over a 2-second file, or 4 listed frames, gives 4 frames. Each frame is resized to 28x28,
     # one 2x2 group of 14-pixel patches, and frames pair up in time: 2 video tokens per sample.
     assert train["tokens"]["image"]["min"] == train["tokens"]["image"]["max"] == 2
+    printed = capsys.readouterr().out
+    assert "  videos per sample: 1 video(s): 12 (video frames count as image tokens)\n" in printed
+    assert "(24 image, 24 supervised), 0 images, 12 videos\n" in printed
     losses = logged_losses(tmp_path / "run")
     assert len(losses) == 6
     assert losses[-1] < losses[0]
@@ -198,7 +228,43 @@ def test_smolvlm_rejects_mixed_media_batches(tmp_path):
     assert message.startswith(
         "The processor of this model (SmolVLMProcessor) cannot take images and videos in one batch"
     )
-    assert "Set --batch-size 1 and --eval-batch-size 1" in message
+    assert "--batch-size is 8 and its samples include an image" in message
+    assert "so set --batch-size 1" in message
+    assert "so set --eval-batch-size 1" in message
+
+
+def media_sample(source: str, image: bool, video: bool) -> Sample:
+    parts = [{"type": "image"}] * image + [{"type": "video"}] * video
+    return Sample(
+        messages=[{"role": "user", "content": parts}, answer("1")],
+        images=[ROOT / "a.png"] * image,
+        videos=[VideoSource(file=ROOT / "a.mp4")] * video,
+        source=source,
+    )
+
+
+class NoMixingCollator:
+    processor = SimpleNamespace()
+    video = VideoHandling(mixes_with_images=False)
+
+
+def test_media_batching_checks_each_split_alone():
+    train = [media_sample("train.jsonl:1", True, False), media_sample("train.jsonl:2", False, True)]
+    videos_only = [media_sample("val.jsonl:1", False, True), media_sample("val.jsonl:2", False, True)]
+    images_only = [media_sample("val.jsonl:1", True, False)]
+
+    check_media_batching(NoMixingCollator(), {"--batch-size": (train, 1), "--eval-batch-size": (videos_only, 8)})
+    check_media_batching(NoMixingCollator(), {"--batch-size": (images_only, 8), "--eval-batch-size": (videos_only, 8)})
+
+    with pytest.raises(ConfigError) as raised:
+        check_media_batching(NoMixingCollator(), {"--batch-size": (videos_only, 4), "--eval-batch-size": (train, 2)})
+    message = str(raised.value)
+    assert message == (
+        "The processor of this model (SimpleNamespace) cannot take images and videos in one batch. "
+        "--eval-batch-size is 2 and its samples include an image (train.jsonl:1) and a video (train.jsonl:2), "
+        "so set --eval-batch-size 1. Raise --grad-accum to keep the effective training batch, or train on "
+        "images and videos in separate runs."
+    )
 
 
 def test_plan_shows_video_tokens_and_supervised_answer(tmp_path):

@@ -467,10 +467,14 @@ def parse_cli(config_class: type[ConfigT], argv: list[str] | None = None, prog: 
     if config_path is not None:
         default = _merge_section(default, _read_yaml_mapping(config_path), config_path)
     description = inspect.cleandoc(config_class.__doc__ or "")
-    description += (
-        "\n\nAll options can also come from a YAML file: --config FILE.yaml, or a built-in config name"
-        " such as `demo` (flags override it)."
-    )
+    # The built-in configs are training runs, so only the commands that take a run's options read them.
+    if issubclass(config_class, TrainConfig):
+        description += (
+            "\n\nAll options can also come from a YAML file: --config FILE.yaml, or a built-in config name"
+            " such as `demo` (flags override it)."
+        )
+    elif len(dataclasses.fields(config_class)) > 1:
+        description += "\n\nAll options can also come from a YAML file: --config FILE.yaml (flags override it)."
     return tyro.cli(
         config_class,
         args=rest,

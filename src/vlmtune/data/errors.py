@@ -29,3 +29,8 @@ class DataError(ValueError):
         if fix:
             message += f" {fix}"
         super().__init__(message)
+
+
+def counted(count: int, noun: str) -> str:
+    """Return `count` and `noun`, with the noun in the plural unless the count is one ("1 image", "2 images")."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vlmtune.data.errors import DataError
+from vlmtune.data.errors import DataError, counted
 from vlmtune.data.messages import (
     check_supervised_turn,
     normalize_messages,
@@ -115,19 +115,26 @@ def _sharegpt_sample(record: dict[str, Any], where: str, image_root: Path) -> Sa
         raise DataError(where, "`conversations` must be a non-empty list of {from, value} objects.")
     images = _image_list(record, *IMAGE_KEYS) or []
     videos = _video_list(record) or []
-    for placeholder, listed, noun in (
-        (SHAREGPT_PLACEHOLDER, images, "image"),
-        (SHAREGPT_VIDEO_PLACEHOLDER, videos, "video"),
-    ):
-        placeholders = sum(str(turn.get("value", "")).count(placeholder) for turn in turns if isinstance(turn, dict))
-        if placeholders != len(listed):
-            raise DataError(
-                where,
-                f"the conversation has {placeholders} {placeholder} placeholders but the record lists "
-                f"{len(listed)} {noun}s.",
-                f"Put one {placeholder} in the text for each {noun}, where the {noun} belongs.",
-                kind="placeholder_mismatch",
-            )
+    texts = [str(turn.get("value", "")) for turn in turns if isinstance(turn, dict)]
+    found = {
+        noun: sum(text.count(placeholder) for text in texts)
+        for noun, placeholder in (("image", SHAREGPT_PLACEHOLDER), ("video", SHAREGPT_VIDEO_PLACEHOLDER))
+    }
+    for noun, listed, other in (("image", images, "video"), ("video", videos, "image")):
+        if found[noun] == len(listed):
+            continue
+        placeholder = f"<{noun}>"
+        fix = f"Put one {placeholder} in the text for each {noun}, where the {noun} belongs."
+        if listed and not found[noun] and found[other]:
+            # A common slip: a video listed under `image`, or the reverse.
+            fix = f"The text has {counted(found[other], f'<{other}> placeholder')}: list those under `{other}s`."
+        raise DataError(
+            where,
+            f"the conversation has {counted(found[noun], f'{placeholder} placeholder')} but the record lists "
+            f"{counted(len(listed), noun)}.",
+            fix,
+            kind="placeholder_mismatch",
+        )
 
     messages = []
     image_iter = iter(images)

@@ -28,6 +28,9 @@ from vlmtune.paths import cache_root
 URL_PREFIXES = ("http://", "https://")
 DATA_URI_PREFIX = "data:"
 
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv"})
+"""File name endings that suggest a video given where an image was expected."""
+
 
 @dataclass(frozen=True)
 class ImageOptions:
@@ -176,10 +179,13 @@ def _open(source: ImageSource, where: str, options: ImageOptions) -> Image.Image
             kind="image_size",
         ) from error
     except (UnidentifiedImageError, OSError) as error:
+        fix = "Replace or remove the file."
+        if isinstance(source, str | Path) and Path(str(source)).suffix.lower() in VIDEO_SUFFIXES:
+            fix = 'For a video, use a {"type": "video"} part (or the `video`/`videos` column) instead of an image.'
         raise DataError(
             where,
             f"image {_describe(source)} is not a readable image ({error}).",
-            "Replace or remove the file.",
+            fix,
             kind="corrupt_image",
         ) from error
 

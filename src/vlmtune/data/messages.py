@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from vlmtune.data.errors import DataError
+from vlmtune.data.errors import DataError, counted
 from vlmtune.data.schema import ROLES, ImageSource, Sample, VideoSource
 
 REMOTE_PREFIXES = ("http://", "https://", "data:")
@@ -135,16 +135,16 @@ def normalize_messages(
     if pending_images:
         raise DataError(
             where,
-            f"the sample lists {len(images) + len(pending_images)} images but its messages have "
-            f"{len(images)} image parts.",
+            f"the sample lists {counted(len(images) + len(pending_images), 'image')} but its messages have "
+            f"{counted(len(images), 'image part')}.",
             'Add one {"type": "image"} part per image, where the image belongs in the conversation.',
             kind="placeholder_mismatch",
         )
     if pending_videos:
         raise DataError(
             where,
-            f"the sample lists {len(videos) + len(pending_videos)} videos but its messages have "
-            f"{len(videos)} video parts.",
+            f"the sample lists {counted(len(videos) + len(pending_videos), 'video')} but its messages have "
+            f"{counted(len(videos), 'video part')}.",
             'Add one {"type": "video"} part per video, where the video belongs in the conversation.',
             kind="placeholder_mismatch",
         )

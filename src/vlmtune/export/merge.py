@@ -12,11 +12,12 @@ from vlmtune.config import ConfigError, MergeConfig, ModelConfig
 from vlmtune.export.hub import check_repo_id, push_folder
 from vlmtune.models.adapters import (
     adapter_base_model,
+    base_model_hint,
     has_processor,
     is_adapter_folder,
     load_adapter_strict,
 )
-from vlmtune.models.loading import DTYPES, load_processor, resolve_model_path
+from vlmtune.models.loading import DTYPES, load_processor, model_unavailable_error, resolve_model_path
 from vlmtune.outputs import require_new_folder
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ def merge_adapter(config: MergeConfig) -> Path:
     base_path = resolve_model_path(base)
     processor_source = config.adapter if has_processor(config.adapter) else base_path
     processor = load_processor(ModelConfig(model=base), processor_source)
-    model = load_adapter_strict(load_base_for_merge(base_path, config.dtype), config.adapter)
+    try:
+        base_loaded = load_base_for_merge(base_path, config.dtype)
+    except OSError as error:
+        hint = "" if config.base_model else f" {base_model_hint(config.adapter)}"
+        raise ConfigError(f"{model_unavailable_error(base_path, error)}{hint}") from error
+    model = load_adapter_strict(base_loaded, config.adapter)
     merged = model.merge_and_unload()
     # config.json records this as _name_or_path; the merged folder, not the base model, is its origin now.
     merged.config.name_or_path = str(output_dir)

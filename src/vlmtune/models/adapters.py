@@ -21,7 +21,7 @@ import torch
 import transformers
 from peft import PeftConfig, PeftModel
 
-from vlmtune.config import ModelConfig
+from vlmtune.config import ConfigError, ModelConfig
 from vlmtune.models.loading import load_model, load_processor, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,14 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
             f"{config_path} does not name its base model (base_model_name_or_path). Pass --base-model."
         )
     return base
+
+
+def base_model_hint(adapter_dir: str | Path) -> str:
+    """Return the advice for a base model, named by an adapter, that cannot be loaded."""
+    return (
+        f"The adapter names this base model in {Path(adapter_dir) / ADAPTER_CONFIG}, where a relative "
+        "path is read from the current folder. Pass --base-model with the base model's Hub id or folder."
+    )
 
 
 def _describe_keys(keys: list[str]) -> str:
@@ -143,6 +151,12 @@ def load_for_inference(config: ModelConfig, base_model: str | None = None) -> Lo
     base = base_model or adapter_base_model(adapter_dir)
     base_path = resolve_model_path(base)
     processor = load_processor(config, adapter_dir if has_processor(adapter_dir) else base_path)
-    model = load_adapter_strict(load_model(config, base_path), adapter_dir)
+    try:
+        base_loaded = load_model(config, base_path)
+    except ConfigError as error:
+        if base_model:
+            raise
+        raise ConfigError(f"{error} {base_model_hint(adapter_dir)}") from error
+    model = load_adapter_strict(base_loaded, adapter_dir)
     logger.info("Loaded the adapter %s on %s", adapter_dir, base)
     return LoadedModel(model, processor, f"{adapter_dir} on {base}", base_model=base)

@@ -24,7 +24,8 @@ def resolve_model_path(name: str) -> str:
         from vlmtune.demo.model import build_demo_model
 
         return str(build_demo_model())
-    return name
+    # An absolute path keeps the saved adapter's base_model_name_or_path valid from any folder.
+    return str(Path(name).resolve()) if Path(name).is_dir() else name
 
 
 def resolve_dtype(name: str) -> torch.dtype:
@@ -40,7 +41,7 @@ def resolve_dtype(name: str) -> torch.dtype:
     return dtype
 
 
-def _unavailable(name: str, error: OSError) -> ConfigError:
+def model_unavailable_error(name: str, error: OSError) -> ConfigError:
     """Describe a model that cannot be loaded as one readable error instead of a library traceback."""
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
     hint = (
@@ -64,7 +65,7 @@ def load_processor(config: ModelConfig, path: str | None = None) -> Any:
             source, revision=config.revision, trust_remote_code=config.trust_remote_code
         )
     except OSError as error:
-        raise _unavailable(config.model, error) from error
+        raise model_unavailable_error(source, error) from error
     if (
         getattr(processor, "chat_template", None) is None
         and getattr(getattr(processor, "tokenizer", None), "chat_template", None) is None
@@ -99,7 +100,7 @@ def load_model(config: ModelConfig, path: str | None = None) -> torch.nn.Module:
     try:
         return AutoModelForImageTextToText.from_pretrained(source, **kwargs)
     except OSError as error:
-        raise _unavailable(config.model, error) from error
+        raise model_unavailable_error(source, error) from error
 
 
 def model_source_name(config: ModelConfig) -> str:

@@ -38,24 +38,28 @@ def validate_before_training(
     return validated
 
 
-def check_media_batching(collator: Any, samples: list[Sample], batch_sizes: dict[str, int]) -> None:
+def check_media_batching(collator: Any, splits: dict[str, tuple[list[Sample], int]]) -> None:
     """Fail before training when batches would mix images and videos that the processor cannot mix.
 
     Each sample is validated alone, so this is the one problem that only shows up in a batch.
-    `batch_sizes` maps option names (`--batch-size`, ...) to their values.
+    `splits` maps each batch-size option (`--batch-size`, ...) to the samples batched by it and its value.
     """
     handling = getattr(collator, "video", None)
     # Collators without video handling (prefix/suffix families) reject every video sample already.
     if handling is None or handling.mixes_with_images:
         return
-    with_image = next((sample for sample in samples if sample.images), None)
-    with_video = next((sample for sample in samples if sample.videos), None)
-    batched = {name: size for name, size in batch_sizes.items() if size > 1}
-    if with_image is None or with_video is None or not batched:
-        return
-    options = " and ".join(f"{name} 1" for name in batched)
-    raise ConfigError(
-        f"The processor of this model ({type(collator.processor).__name__}) cannot take images and videos in one "
-        f"batch, and the data has both (an image in {with_image.source}, a video in {with_video.source}). Set "
-        f"{options} (raise --grad-accum to keep the effective batch), or train on images and videos in separate runs."
-    )
+    problems = []
+    for option, (samples, batch_size) in splits.items():
+        with_image = next((sample for sample in samples if sample.images), None)
+        with_video = next((sample for sample in samples if sample.videos), None)
+        if batch_size > 1 and with_image is not None and with_video is not None:
+            problems.append(
+                f"{option} is {batch_size} and its samples include an image ({with_image.source}) and a video "
+                f"({with_video.source}), so set {option} 1"
+            )
+    if problems:
+        raise ConfigError(
+            f"The processor of this model ({type(collator.processor).__name__}) cannot take images and videos in "
+            f"one batch. {'. '.join(problems)}. Raise --grad-accum to keep the effective training batch, or train "
+            "on images and videos in separate runs."
+        )

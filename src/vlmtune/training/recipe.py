@@ -144,8 +144,10 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     train_samples, eval_samples = validated.train, validated.validation
     check_media_batching(
         collator,
-        train_samples + eval_samples,
-        {"--batch-size": config.training.batch_size, "--eval-batch-size": config.evaluation.eval_batch_size},
+        {
+            "--batch-size": (train_samples, config.training.batch_size),
+            "--eval-batch-size": (eval_samples, config.evaluation.eval_batch_size),
+        },
     )
     train_budget = validated.report["splits"]["train"]["budget"]
     validation_samples = eval_samples

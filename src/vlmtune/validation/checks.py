@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vlmtune.collation.labels import IGNORE_INDEX
-from vlmtune.data.errors import DataError
+from vlmtune.data.errors import DataError, counted
 from vlmtune.data.images import ImageOptions, load_image
 from vlmtune.data.schema import Sample
 from vlmtune.data.videos import load_video
@@ -146,8 +146,8 @@ def _check_literal_placeholders(sample: Sample, token: str | None, kind: str, co
     if typed:
         raise DataError(
             sample.source,
-            f"the text contains the {kind} token {token} {typed} times besides its {count} {kind} parts, so the "
-            f"processor would expect more {kind}s than the sample has.",
+            f"the text contains the {kind} token {token} {counted(typed, 'time')} besides its "
+            f"{counted(count, kind + ' part')}, so the processor would expect more {kind}s than the sample has.",
             f"Remove the token from the text and mark each {kind} with {'an' if kind == 'image' else 'a'} {kind} part.",
             kind="placeholder_mismatch",
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmtune.config import DataConfig
-from vlmtune.data.errors import DataError
+from vlmtune.data.errors import DataError, counted
 from vlmtune.data.loading import LoadedData, image_options
 from vlmtune.data.schema import Sample
 from vlmtune.validation.cache import ResultCache
@@ -24,13 +24,15 @@ from vlmtune.validation.checks import (
     measuring_collator,
     video_token_id,
 )
-from vlmtune.validation.report import MAX_PRINTED_PROBLEMS, REPORT_KIND, build_report, format_report
+from vlmtune.validation.report import REPORT_KIND, build_report, format_report
 from vlmtune.validation.run import check_all
 
 logger = logging.getLogger(__name__)
 
 SKIPPED_FILE = "skipped_samples.jsonl"
 REPORT_FILE = "validation_report.json"
+ERROR_PROBLEMS_SHOWN = 3
+"""Number of problems repeated in the error raised under the fail policy, after the printed report lists them."""
 
 
 @dataclass
@@ -123,13 +125,15 @@ def apply_policy(validated: ValidatedData, policy: str, report_path: Path, skipp
         if not validated.train or not validated.validation:
             raise DataError("data", "no usable samples remain in a split after skipping the bad ones.")
         return
+    # The printed report lists the problems already, so the error repeats only the first few.
     listed = "\n  ".join(
-        f"[{entry['split']}] {entry['source']}: {entry['reason']}" for entry in problems[:MAX_PRINTED_PROBLEMS]
+        f"[{entry['split']}] {entry['source']}: {entry['reason']}" for entry in problems[:ERROR_PROBLEMS_SHOWN]
     )
-    more = f"\n  ... and {len(problems) - MAX_PRINTED_PROBLEMS} more" if len(problems) > MAX_PRINTED_PROBLEMS else ""
+    hidden = len(problems) - ERROR_PROBLEMS_SHOWN
+    more = f"\n  ... and {hidden} more, listed in the report" if hidden > 0 else ""
     raise DataError(
         "data",
-        f"{len(problems)} samples cannot be used:\n  {listed}{more}",
+        f"{counted(len(problems), 'sample')} cannot be used:\n  {listed}{more}",
         f"\nFix or remove them, or pass --bad-samples skip to train without them. Full report: {report_path}",
     )
 

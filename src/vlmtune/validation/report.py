@@ -130,9 +130,12 @@ def format_report(report: dict[str, Any]) -> str:
             )
         budget = data["budget"]
         scope = "one epoch" if split == "train" else "all usable samples"
+        media = f"{budget['images']} images"
+        if budget["videos"]:
+            media += f", {budget['videos']} videos"
         lines.append(
             f"  {scope}: {budget['tokens']} tokens ({budget['image_tokens']} image, "
-            f"{budget['supervised_tokens']} supervised), {budget['images']} images"
+            f"{budget['supervised_tokens']} supervised), {media}"
         )
     listed = report["problems"][:MAX_PRINTED_PROBLEMS]
     if listed:
