@@ -125,3 +125,17 @@ def test_validation_split_deterministic(tmp_path):
     assert len(validation_a) == 5
     assert len(train_a) == 15
     assert not {s.source for s in train_a} & {s.source for s in validation_a}
+
+
+def test_validation_split_bad_fraction_and_size(tmp_path):
+    from vlmtune.config import ConfigError
+
+    samples = read_jsonl(write_digit_jsonl(tmp_path, [0]))
+    with pytest.raises(ConfigError, match=r"^--eval-fraction must be above 0 and at most 0\.5, got 0\.0\."):
+        split_validation(samples, 0.0, seed=3)
+    with pytest.raises(DataError) as raised:
+        split_validation(samples, 0.25, seed=3)
+    assert (
+        str(raised.value)
+        == "data: 1 sample cannot be split into training and validation. Pass --eval-data or add samples."
+    )

@@ -108,6 +108,14 @@ def test_merge_unloadable_base_hint(adapter_dir, tmp_path, monkeypatch):
     assert not (tmp_path / "merged").exists()
 
 
+def test_merge_keeps_media_settings(adapter_dir, tmp_path):
+    with_settings = tmp_path / "adapter"
+    shutil.copytree(adapter_dir, with_settings)
+    (with_settings / "vlmtune_media.json").write_text('{"video_fps": 4.0}')
+    merged = merge_adapter(MergeConfig(adapter=str(with_settings), output_dir=str(tmp_path / "merged")))
+    assert (merged / "vlmtune_media.json").read_text() == '{"video_fps": 4.0}'
+
+
 def test_merge_needs_an_adapter_folder(tiny_smolvlm_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"--adapter must be a folder with adapter_config\.json"):
         merge_adapter(MergeConfig(adapter=str(tiny_smolvlm_dir), output_dir=str(tmp_path / "m")))

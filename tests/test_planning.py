@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import pytest
+
 from tests.conftest import write_digit_jsonl
 from tests.fixtures.families.paligemma import build_paligemma
 from vlmtune.cli import main
@@ -38,7 +43,9 @@ def test_plan_command_output(tiny_smolvlm_dir, tmp_path, capsys):
     assert components["language_model"][:2] == ["language_model", "8,192"]
     assert components["language_model"][4:] == ["model.text_model,", "lm_head"]
     assert any(line.startswith("LoRA targets: 14 linear layers matching ^(model\\.text_model)") for line in output)
-    assert "Image tokens (video tokens included): <image> (id " in "\n".join(output)
+    # SmolVLM expands videos into <image> tokens, so no other token is listed.
+    image_line = next(line for line in output if line.startswith("Image tokens"))
+    assert re.fullmatch(r"Image tokens \(video tokens included\): <image> \(id \d+\)", image_line)
     header = f"First training sample ({train}:1): 23 tokens, 4 image tokens, 2 supervised\n"
     # The template's newline after <end_of_utterance> is rendered but not supervised.
     assert printed.endswith(header + SMOLVLM_SAMPLE + "\n")
@@ -72,3 +79,23 @@ def test_plan_prefix_suffix_family(tmp_path):
     assert plan.family == "PaliGemma family handling"
     assert plan.sample_image_tokens == 16
     assert format_plan(plan).splitlines()[-2:] == ["<image>*16<bos>Which digit is shown?", "[[3<eos>]]"]
+
+
+@pytest.mark.parametrize("name", ["internvl", "llava_pixtral", "qwen2_vl", "smolvlm"])
+def test_plan_matches_validate_image_tokens(name, tmp_path):
+    from tests.fixtures.families import all_fixtures
+    from vlmtune.validation.command import run_validate
+
+    spec = next(fixture for fixture in all_fixtures() if fixture.name == name)
+    model_dir = spec.build(tmp_path / name)
+    train, validation = digit_data(tmp_path)
+    report_path = tmp_path / "report.json"
+    config = TrainConfig(
+        model=ModelConfig(model=str(model_dir), dtype="float32"),
+        data=DataConfig(data=str(train), eval_data=str(validation), validation_report=str(report_path)),
+    )
+    plan = build_plan(config)
+    assert run_validate(config) == 0
+    # Every digit scan has the same size, so every sample has the same image token count.
+    image = json.loads(report_path.read_text())["splits"]["train"]["tokens"]["image"]
+    assert image["min"] == image["max"] == plan.sample_image_tokens

@@ -204,6 +204,9 @@ def test_training_on_videos_end_to_end(tmp_path, capsys):
     # 2 fps over a 2-second file, or 4 listed frames, gives 4 frames. Each frame is resized to 28x28,
     # one 2x2 group of 14-pixel patches, and frames pair up in time: 2 video tokens per sample.
     assert train["tokens"]["image"]["min"] == train["tokens"]["image"]["max"] == 2
+    media = json.loads((tmp_path / "run" / "final" / "vlmtune_media.json").read_text())
+    assert media["video_fps"] == 2.0
+    assert media["video_max_frames"] == 32
     printed = capsys.readouterr().out
     assert "  videos per sample: 1 video(s): 12 (video frames count as image tokens)\n" in printed
     assert "(24 image, 24 supervised), 0 images, 12 videos\n" in printed
@@ -262,8 +265,7 @@ def test_media_batching_checks_each_split_alone():
     assert message == (
         "The processor of this model (SimpleNamespace) cannot take images and videos in one batch. "
         "--eval-batch-size is 2 and its samples include an image (train.jsonl:1) and a video (train.jsonl:2), "
-        "so set --eval-batch-size 1. Raise --grad-accum to keep the effective training batch, or train on "
-        "images and videos in separate runs."
+        "so set --eval-batch-size 1. Or train on images and videos in separate runs."
     )
 
 
@@ -308,3 +310,99 @@ def test_chat_attaches_a_video(tmp_path):
     reply = output.split("model> ")[1].splitlines()[0]
     alone = Sample(messages=[*session.messages[:1], {"role": "assistant", "content": []}], videos=session.videos)
     assert reply == generate_answers(model, processor, [alone], batch_size=1, settings=settings)[0]
+
+
+def test_chat_recovers_from_rejected_turn(tmp_path):
+    import io
+
+    from tests.conftest import write_digit_jsonl
+    from vlmtune.config import ModelConfig
+    from vlmtune.data.images import ImageOptions
+    from vlmtune.evaluation.generation import GenerationSettings
+    from vlmtune.inference.chat import run_chat
+    from vlmtune.models.loading import load_model, load_processor
+
+    model_dir = SPECS["smolvlm"].build(tmp_path / "model")
+    write_digit_videos(tmp_path / "data", 1)
+    clip = tmp_path / "data" / "clips" / "0.mkv"
+    write_digit_jsonl(tmp_path / "images", [0])
+    image = next((tmp_path / "images").rglob("*.png"))
+    config = ModelConfig(model=str(model_dir), dtype="float32")
+    model, processor = load_model(config), load_processor(config)
+    shown = io.StringIO()
+    typed = io.StringIO(f"/image {image}\nWhich digit?\n/video {clip}\nAnd here?\n/reset\n/video {clip}\nHere?\n")
+    session = run_chat(
+        model, processor, GenerationSettings(max_new_tokens=2), typed, shown, options=ImageOptions(video_max_frames=2)
+    )
+
+    output = shown.getvalue()
+    assert output.count("model> ") == 2
+    assert (
+        "error: the model cannot take this conversation: the sample has both an image and a video, which this "
+        "model's processor (SmolVLMProcessor) cannot take together. Use /reset to start over.\n"
+    ) in output
+    # After /reset only the video turn is left, with the frame limit applied.
+    assert session.messages[0]["content"] == [{"type": "video"}, {"type": "text", "text": "Here?"}]
+    assert session.images == []
+    assert session.videos[0].frames.shape[0] == 2
+
+
+def test_media_settings_saved_and_read_back(tmp_path):
+    from vlmtune.data.images import DEFAULT_OPTIONS, ImageOptions
+    from vlmtune.data.media_settings import MEDIA_SETTINGS_FILE, load_media_settings, save_media_settings
+
+    assert load_media_settings(tmp_path) == DEFAULT_OPTIONS
+    assert load_media_settings("org/hub-model") == DEFAULT_OPTIONS
+    save_media_settings(tmp_path, ImageOptions(max_pixels=4096, video_fps=4.0, video_max_frames=3, url_timeout=1.0))
+    assert json.loads((tmp_path / MEDIA_SETTINGS_FILE).read_text()) == {
+        "max_pixels": 4096,
+        "min_pixels": None,
+        "max_aspect_ratio": 50.0,
+        "video_fps": 4.0,
+        "video_max_frames": 3,
+    }
+    # Download settings belong to the machine, so they come back as the defaults.
+    assert load_media_settings(tmp_path) == ImageOptions(max_pixels=4096, video_fps=4.0, video_max_frames=3)
+
+    (tmp_path / MEDIA_SETTINGS_FILE).write_text('{"video_fps": 4.0, "frames": 3}')
+    with pytest.raises(ConfigError, match=r"vlmtune_media\.json must be an object with the keys .*found \['frames'\]"):
+        load_media_settings(tmp_path)
+
+
+def test_evaluate_and_predict_use_saved_media_settings(tmp_path, monkeypatch):
+    from vlmtune.config import EvaluateConfig, ModelConfig, PredictConfig
+    from vlmtune.data.images import ImageOptions
+    from vlmtune.data.media_settings import save_media_settings
+    from vlmtune.evaluation import report
+    from vlmtune.evaluation.generation import EvaluationResult
+    from vlmtune.inference import predict
+
+    saved = ImageOptions(video_fps=4.0, video_max_frames=3)
+    final = tmp_path / "final"
+    final.mkdir()
+    save_media_settings(final, saved)
+    data = write_digit_videos(tmp_path / "data", 2)
+    seen = []
+
+    def fake_load(config, base_model=None):
+        return SimpleNamespace(model=None, processor=None, source=config.model)
+
+    def fake_evaluate(model, processor, samples, metric_names, **kwargs):
+        seen.append(samples)
+        return EvaluationResult(accuracy=0.0, metrics={"exact_match": 0.0}, predictions=[], seconds=0.0, num_samples=0)
+
+    def fake_generate(model, processor, samples, **kwargs):
+        seen.append(samples)
+        return ["0"] * len(samples)
+
+    monkeypatch.setattr(report, "load_for_inference", fake_load)
+    monkeypatch.setattr(report, "evaluate_samples", fake_evaluate)
+    monkeypatch.setattr(predict, "load_for_inference", fake_load)
+    monkeypatch.setattr(predict, "generate_answers", fake_generate)
+    model = ModelConfig(model=str(final))
+    report.run_evaluation(EvaluateConfig(model=model, data=str(data), output_dir=str(tmp_path / "eval")))
+    predict.run_prediction(PredictConfig(model=model, data=str(data), output=str(tmp_path / "predictions.jsonl")))
+
+    assert len(seen) == 2
+    assert [sample.image_options for sample in seen[0]] == [saved, saved]
+    assert [sample.image_options for sample in seen[1]] == [saved, saved]

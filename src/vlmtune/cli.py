@@ -138,6 +138,7 @@ def predict_command(argv: list[str]) -> int:
 def chat_command(argv: list[str]) -> int:
     """Chat with a model or adapter in the terminal."""
     config = parse_cli(ChatConfig, argv, prog="vlmtune chat")
+    from vlmtune.data.media_settings import load_media_settings
     from vlmtune.evaluation.report import generation_settings
     from vlmtune.inference.chat import run_chat
     from vlmtune.models.adapters import AdapterLoadError, load_for_inference
@@ -152,6 +153,7 @@ def chat_command(argv: list[str]) -> int:
         generation_settings(config.generation),
         image=config.image,
         system=config.system,
+        options=load_media_settings(config.model.model),
     )
     return 0
 

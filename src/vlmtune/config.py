@@ -361,8 +361,8 @@ class PredictConfig:
 class ChatConfig:
     """Chat with a model or LoRA adapter in the terminal.
 
-    Type a message and press Enter. `/image PATH` attaches an image to your next message, `/reset`
-    starts a new conversation, `/quit` (or end of input) leaves."""
+    Type a message and press Enter. `/image PATH` attaches an image to your next message, `/video
+    PATH` a video file, `/reset` starts a new conversation, `/quit` (or end of input) leaves."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     generation: GenerationOptions = field(default_factory=GenerationOptions)

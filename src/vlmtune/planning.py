@@ -23,7 +23,7 @@ from vlmtune.models.components import Components, find_components
 from vlmtune.models.families import family_for
 from vlmtune.models.finetune import ParameterCounts, count_parameters, language_model_lora_targets, setup_finetuning
 from vlmtune.models.loading import load_model, load_processor, resolve_model_path
-from vlmtune.validation.checks import video_token_id
+from vlmtune.validation.checks import image_token_id, video_token_id
 
 COMPONENTS = ("vision", "projector", "language_model", "other")
 SUPERVISED_OPEN, SUPERVISED_CLOSE = "[[", "]]"
@@ -75,6 +75,11 @@ def build_plan(config: TrainConfig) -> Plan:
     first = ConversationDataset(train_samples)[0]
     batch = collator([first])
     image_tokens = _image_tokens(processor, model)
+    # Counted as `validate` counts them: only the positions that image or video features replace, so
+    # wrapper tokens such as InternVL's <img> and </img> count as text in both.
+    feature_ids = {image_token_id(processor, model.config)} - {None}
+    if takes_video(processor):
+        feature_ids |= {video_token_id(processor, model.config)} - {None}
     input_ids = batch["input_ids"][0][batch["attention_mask"][0] == 1].tolist()
     labels = batch["labels"][0][batch["attention_mask"][0] == 1].tolist()
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -95,7 +100,7 @@ def build_plan(config: TrainConfig) -> Plan:
             (tokenizer.decode([token_id], skip_special_tokens=False), label != IGNORE_INDEX)
             for token_id, label in zip(input_ids, labels, strict=True)
         ],
-        sample_image_tokens=sum(1 for token_id in input_ids if token_id in image_tokens.values()),
+        sample_image_tokens=sum(1 for token_id in input_ids if token_id in feature_ids),
         sample_supervised_tokens=sum(1 for label in labels if label != IGNORE_INDEX),
     )
 

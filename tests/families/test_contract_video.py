@@ -60,6 +60,16 @@ def test_fixture_video_support_matches_processor(video_family):
     assert takes_video(processor) == spec.supports_video
 
 
+def test_video_token_id_is_a_real_token(video_family):
+    spec, model, processor = video_family
+    token_id = video_token_id(processor, model.config)
+    if spec.name == "smolvlm":
+        # Its processor names a `<video>` token outside the vocabulary and expands videos into image tokens.
+        assert token_id is None
+    else:
+        assert processor.tokenizer.convert_ids_to_tokens(token_id) == processor.video_token
+
+
 @pytest.mark.parametrize("spec", IMAGE_ONLY_FIXTURES, ids=[fixture.name for fixture in IMAGE_ONLY_FIXTURES])
 def test_image_only_family_rejects_video_by_name(spec, tmp_path):
     from vlmtune.config import ModelConfig
@@ -121,7 +131,16 @@ def test_mixed_video_image_text_batch(video_family):
         with pytest.raises(DataError) as raised:
             training(samples)
         assert str(raised.value).startswith("video-5: this model's processor")
-        assert "--batch-size 1" in str(raised.value)
+        assert "Use a batch size of 1 for data that mixes image and video samples" in str(raised.value)
+        both = video_sample("no", seed=6)
+        both.images = sample(["yes"], seed=4).images
+        both.messages[0]["content"].insert(0, {"type": "image"})
+        with pytest.raises(DataError) as raised:
+            training([both])
+        assert str(raised.value) == (
+            "video-6: the sample has both an image and a video, which this model's processor (SmolVLMProcessor) "
+            "cannot take together. Split it into an image sample and a video sample, or give the video as images."
+        )
         samples = [text_only_sample("fine"), video_sample("no", seed=5)]
         batch = training(samples)
         for row, alone in enumerate([samples[1], samples[0]]):

@@ -167,15 +167,25 @@ class _ProcessorCaller:
                 "Remove video samples, give the video as images, or pick a model whose processor accepts video.",
                 kind="invalid_record",
             )
-        if not self.video.mixes_with_images and any(sample.images for sample in samples):
-            raise DataError(
-                source,
-                f"this model's processor ({name}) cannot take images and videos in one batch, and this video "
-                "shares its batch with an image.",
-                "Keep images and videos in separate samples and train with --batch-size 1 (raise --grad-accum "
-                "instead), or train on them in separate runs.",
-                kind="invalid_record",
-            )
+        if not self.video.mixes_with_images:
+            both = next((s for s, listed in zip(samples, videos, strict=True) if listed and s.images), None)
+            if both is not None:
+                raise DataError(
+                    both.source,
+                    f"the sample has both an image and a video, which this model's processor ({name}) cannot "
+                    "take together.",
+                    "Split it into an image sample and a video sample, or give the video as images.",
+                    kind="invalid_record",
+                )
+            if any(sample.images for sample in samples):
+                raise DataError(
+                    source,
+                    f"this model's processor ({name}) cannot take images and videos in one batch, and this video "
+                    "shares its batch with an image.",
+                    "Use a batch size of 1 for data that mixes image and video samples (with --grad-accum to keep "
+                    "the effective training batch), or keep them in separate runs.",
+                    kind="invalid_record",
+                )
         decoded = []
         for sample, listed in zip(samples, videos, strict=True):
             for video in decoded_videos(sample, listed):

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import random
 
-from vlmtune.data.errors import DataError
+from vlmtune.config import ConfigError
+from vlmtune.data.errors import DataError, counted
 from vlmtune.data.schema import Sample
 
 
 def split_validation(samples: list[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Hold out a deterministic `fraction` of `samples` (same seed and data: same split)."""
     if not 0 < fraction <= 0.5:
-        raise ValueError(f"eval_fraction must be in (0, 0.5], got {fraction}.")
+        raise ConfigError(
+            f"--eval-fraction must be above 0 and at most 0.5, got {fraction}. To evaluate on other data, "
+            "pass --eval-data."
+        )
     order = list(range(len(samples)))
     random.Random(seed).shuffle(order)
     num_validation = max(1, round(len(samples) * fraction))
     if num_validation >= len(samples):
         raise DataError(
-            "data", f"{len(samples)} samples are too few to hold out a validation split.", "Pass --eval-data."
+            "data",
+            f"{counted(len(samples), 'sample')} cannot be split into training and validation.",
+            "Pass --eval-data or add samples.",
         )
     held_out = set(order[:num_validation])
     train = [sample for index, sample in enumerate(samples) if index not in held_out]

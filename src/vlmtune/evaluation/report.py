@@ -13,6 +13,7 @@ import torch
 
 from vlmtune.config import ConfigError, EvaluateConfig, GenerationOptions
 from vlmtune.data.loading import read_samples
+from vlmtune.data.media_settings import load_media_settings, with_media_settings
 from vlmtune.evaluation.generation import EvaluationResult, GenerationSettings, evaluate_samples
 from vlmtune.evaluation.metrics import parse_metric_names
 from vlmtune.models.adapters import adapter_base_model, is_adapter_folder, load_for_inference
@@ -84,7 +85,8 @@ def run_evaluation(config: EvaluateConfig) -> dict[str, Any]:
     except ValueError as error:
         raise ConfigError(str(error)) from error
     baseline = _baseline_name(config) if config.baseline else None
-    samples = read_samples(config.data, config.image_root)
+    # The baseline is scored on the same input as the evaluated model, so both use its settings.
+    samples = with_media_settings(read_samples(config.data, config.image_root), load_media_settings(config.model.model))
     if config.max_samples is not None:
         samples = samples[: config.max_samples]
     output_dir = require_new_folder(config.output_dir or timestamped_name("eval", config.model.model), "--output-dir")

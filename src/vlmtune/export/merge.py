@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText
 
 from vlmtune.config import ConfigError, MergeConfig, ModelConfig
+from vlmtune.data.media_settings import MEDIA_SETTINGS_FILE
 from vlmtune.export.hub import check_repo_id, push_folder
 from vlmtune.models.adapters import (
     adapter_base_model,
@@ -71,6 +73,9 @@ def merge_adapter(config: MergeConfig) -> Path:
     processor.save_pretrained(output_dir)
     if merged.generation_config is not None:
         merged.generation_config.save_pretrained(output_dir)
+    media_settings = Path(config.adapter) / MEDIA_SETTINGS_FILE
+    if media_settings.is_file():
+        shutil.copy2(media_settings, output_dir / MEDIA_SETTINGS_FILE)
     logger.info("Merged %s into %s and saved it to %s", config.adapter, base, output_dir)
 
     if config.push_to_hub:

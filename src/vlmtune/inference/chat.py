@@ -9,7 +9,7 @@ from typing import Any, TextIO
 import torch
 
 from vlmtune.data.errors import DataError
-from vlmtune.data.images import load_image
+from vlmtune.data.images import DEFAULT_OPTIONS, ImageOptions, load_image
 from vlmtune.data.schema import Sample, VideoSource
 from vlmtune.data.videos import load_video
 from vlmtune.evaluation.generation import GenerationSettings, generate_answers
@@ -24,8 +24,9 @@ PROMPT = "you> "
 class ChatSession:
     """The conversation so far: messages in the content-parts form and their images and videos in order."""
 
-    def __init__(self, system: str | None = None):
+    def __init__(self, system: str | None = None, options: ImageOptions = DEFAULT_OPTIONS):
         self.system = system
+        self.options = options
         self.reset()
 
     def reset(self) -> None:
@@ -41,9 +42,9 @@ class ChatSession:
         media_path = Path(path).expanduser()
         if kind == "video":
             video = VideoSource(file=media_path)
-            self.pending.append(("video", load_video(video, "/video")))
+            self.pending.append(("video", load_video(video, "/video", self.options)))
         else:
-            load_image(media_path, "/image")
+            load_image(media_path, "/image", self.options)
             self.pending.append(("image", media_path))
 
     def user_turn(self, text: str) -> Sample:
@@ -56,7 +57,16 @@ class ChatSession:
         content.append({"type": "text", "text": text})
         self.messages.append({"role": "user", "content": content})
         turn = [*self.messages, {"role": "assistant", "content": []}]
-        return Sample(messages=turn, images=list(self.images), videos=list(self.videos), source="chat")
+        return Sample(
+            messages=turn, images=list(self.images), videos=list(self.videos), source="chat", image_options=self.options
+        )
+
+    def undo_user_turn(self) -> None:
+        """Remove the last user message and its media, after generation failed on it."""
+        message = self.messages.pop()
+        for kind, media in (("image", self.images), ("video", self.videos)):
+            count = sum(1 for part in message["content"] if part["type"] == kind)
+            del media[len(media) - count :]
 
     def assistant_turn(self, text: str) -> None:
         self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
@@ -70,12 +80,13 @@ def run_chat(
     output_stream: TextIO = sys.stdout,
     image: str | None = None,
     system: str | None = None,
+    options: ImageOptions = DEFAULT_OPTIONS,
 ) -> ChatSession:
     """Read lines from `input_stream` until /quit or end of input, answering each message.
 
     Returns the session, so callers (and tests) can inspect the conversation.
     """
-    session = ChatSession(system)
+    session = ChatSession(system, options)
     interactive = input_stream.isatty()
 
     def say(text: str) -> None:
@@ -123,7 +134,13 @@ def run_chat(
             say(f"error: unknown command {text.split()[0]}. {HELP}")
             continue
         sample = session.user_turn(text)
-        answer = generate_answers(model, processor, [sample], batch_size=1, settings=settings)[0]
+        try:
+            answer = generate_answers(model, processor, [sample], batch_size=1, settings=settings)[0]
+        except DataError as error:
+            # The conversation stays as it was before this message, so the user can rephrase or /reset.
+            session.undo_user_turn()
+            say(f"error: the model cannot take this conversation: {error.problem} Use /reset to start over.")
+            continue
         session.assistant_turn(answer)
         say(f"model> {answer}")
     return session

@@ -9,6 +9,7 @@ from typing import Any
 from vlmtune.config import ConfigError, PredictConfig
 from vlmtune.data.errors import DataError
 from vlmtune.data.loading import read_samples
+from vlmtune.data.media_settings import load_media_settings, with_media_settings
 from vlmtune.data.schema import Sample
 from vlmtune.evaluation.generation import generate_answers, prediction_records
 from vlmtune.evaluation.report import generation_settings, write_predictions
@@ -61,6 +62,7 @@ def run_prediction(config: PredictConfig) -> list[dict[str, Any]]:
         raise ConfigError("predict needs --output FILE.jsonl for the predictions.")
     output = require_new_file(config.output, "--output")
     loaded = load_for_inference(config.model, config.base_model)
+    samples = with_media_settings(samples, load_media_settings(config.model.model))
     logger.info("Predicting %d samples with %s", len(samples), loaded.source)
     predictions = generate_answers(
         loaded.model,

@@ -49,6 +49,7 @@ def check_media_batching(collator: Any, splits: dict[str, tuple[list[Sample], in
     if handling is None or handling.mixes_with_images:
         return
     problems = []
+    flagged = []
     for option, (samples, batch_size) in splits.items():
         with_image = next((sample for sample in samples if sample.images), None)
         with_video = next((sample for sample in samples if sample.videos), None)
@@ -57,9 +58,14 @@ def check_media_batching(collator: Any, splits: dict[str, tuple[list[Sample], in
                 f"{option} is {batch_size} and its samples include an image ({with_image.source}) and a video "
                 f"({with_video.source}), so set {option} 1"
             )
+            flagged.append(option)
     if problems:
+        advice = (
+            "Raise --grad-accum to keep the effective training batch, or train"
+            if "--batch-size" in flagged
+            else "Or train"
+        )
         raise ConfigError(
             f"The processor of this model ({type(collator.processor).__name__}) cannot take images and videos in "
-            f"one batch. {'. '.join(problems)}. Raise --grad-accum to keep the effective training batch, or train "
-            "on images and videos in separate runs."
+            f"one batch. {'. '.join(problems)}. {advice} on images and videos in separate runs."
         )

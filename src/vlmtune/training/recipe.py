@@ -21,6 +21,8 @@ from vlmtune.collation.collator import stop_strings
 from vlmtune.collation.factory import build_collators
 from vlmtune.config import DEMO, TrainConfig, config_to_dict, save_config
 from vlmtune.data.dataset import ConversationDataset
+from vlmtune.data.loading import image_options
+from vlmtune.data.media_settings import save_media_settings
 from vlmtune.data.processor_options import apply_processor_pixel_bounds
 from vlmtune.evaluation.callback import EvaluationCallback, training_metric_names
 from vlmtune.evaluation.generation import EvaluationResult, evaluate_samples
@@ -187,6 +189,7 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
 
     # --- Save ----------------------------------------------------------------------------------
     saved_kind = save_final_model(trainer.model, processor, paths.final)
+    save_media_settings(paths.final, image_options(config.data))
 
     # --- Evaluation after training -------------------------------------------------------------
     after = (

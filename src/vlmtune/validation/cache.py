@@ -25,7 +25,7 @@ from vlmtune.validation.checks import CheckSettings, SampleResult
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Version of the cached result layout. Increase it when a result's meaning changes, so older cache files go unused."""
 
 # NOTE: only validation results are cached. Decoded and resized images and tokenized tensors are

@@ -65,7 +65,10 @@ def video_token_id(processor: Any, model_config: Any = None) -> int | None:
     token_id = getattr(processor, "video_token_id", None)
     if token_id is None and getattr(processor, "video_token", None):
         tokenizer = getattr(processor, "tokenizer", processor)
-        token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
+        # SmolVLM's processor names a `<video>` token that its vocabulary lacks, because it expands
+        # videos into image tokens. The lookup then returns the unknown token's id, which is no video token.
+        if processor.video_token in tokenizer.get_vocab():
+            token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
     if token_id is None and model_config is not None:
         token_id = getattr(model_config, "video_token_id", None) or getattr(model_config, "video_token_index", None)
     return token_id

@@ -1,0 +1,58 @@
+"""The image and video preprocessing a model was trained with, saved next to it for inference.
+
+Training writes the settings that change what the model receives (pixel limits and video frame
+sampling) into its output folder. `evaluate`, `predict` and `chat` read them back, so a model
+trained on 4 frames per second is not evaluated on 2. Download settings are left out, because they
+belong to the machine, not to the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from vlmtune.config import ConfigError
+from vlmtune.data.images import DEFAULT_OPTIONS, ImageOptions
+from vlmtune.data.schema import Sample
+
+logger = logging.getLogger(__name__)
+
+MEDIA_SETTINGS_FILE = "vlmtune_media.json"
+
+SAVED_FIELDS = ("max_pixels", "min_pixels", "max_aspect_ratio", "video_fps", "video_max_frames")
+"""The `ImageOptions` fields that shape the model's input."""
+
+
+def save_media_settings(folder: Path, options: ImageOptions) -> None:
+    """Write the input-shaping fields of `options` into `folder`."""
+    settings = {name: getattr(options, name) for name in SAVED_FIELDS}
+    (folder / MEDIA_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def load_media_settings(model: str | Path) -> ImageOptions:
+    """Return the settings saved with a local model or adapter folder, or the defaults when it has none."""
+    path = Path(model) / MEDIA_SETTINGS_FILE
+    if not path.is_file():
+        return DEFAULT_OPTIONS
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not valid JSON ({error}). Fix it or delete it to use the defaults.") from error
+    unknown = sorted(set(saved) - set(SAVED_FIELDS)) if isinstance(saved, dict) else None
+    if unknown is None or unknown:
+        raise ConfigError(
+            f"{path} must be an object with the keys {', '.join(SAVED_FIELDS)}; found {unknown or saved!r}. "
+            "Fix it or delete it to use the defaults."
+        )
+    options = dataclasses.replace(DEFAULT_OPTIONS, **saved)
+    logger.info(
+        "Preprocessing from %s: video at %s fps, at most %d frames", path, options.video_fps, options.video_max_frames
+    )
+    return options
+
+
+def with_media_settings(samples: list[Sample], options: ImageOptions) -> list[Sample]:
+    """Return `samples` set to decode their images and videos with `options`."""
+    return [dataclasses.replace(sample, image_options=options) for sample in samples]
