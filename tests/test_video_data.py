@@ -355,8 +355,8 @@ def test_media_settings_saved_and_read_back(tmp_path):
     assert load_media_settings("org/hub-model") == DEFAULT_OPTIONS
     save_media_settings(tmp_path, ImageOptions(max_pixels=4096, video_fps=4.0, video_max_frames=3, url_timeout=1.0))
     assert json.loads((tmp_path / MEDIA_SETTINGS_FILE).read_text()) == {
-        "max_pixels": 4096,
-        "min_pixels": None,
+        "max_image_pixels": 4096,
+        "min_image_pixels": None,
         "max_aspect_ratio": 50.0,
         "video_fps": 4.0,
         "video_max_frames": 3,

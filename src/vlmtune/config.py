@@ -61,7 +61,7 @@ class DataConfig:
     `eval_fraction` of `data` is held out before mixing (for `demo`, the digits' own validation split)."""
 
     eval_fraction: float = 0.1
-    """Fraction of `data` held out for validation when `eval_data` is not set (0 to 0.5)."""
+    """Fraction of `data` held out for validation when `eval_data` is not set (above 0, at most 0.5)."""
 
     image_root: str | None = None
     """Folder that relative image paths are resolved against. None: the folder of the data file."""

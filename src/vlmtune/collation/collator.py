@@ -182,8 +182,8 @@ class _ProcessorCaller:
                     source,
                     f"this model's processor ({name}) cannot take images and videos in one batch, and this video "
                     "shares its batch with an image.",
-                    "Use a batch size of 1 for data that mixes image and video samples (with --grad-accum to keep "
-                    "the effective training batch), or keep them in separate runs.",
+                    "Use a batch size of 1 for data that mixes image and video samples (--batch-size, and "
+                    "--eval-batch-size in training), or keep images and videos in separate data files.",
                     kind="invalid_record",
                 )
         decoded = []

@@ -3,7 +3,8 @@
 Training writes the settings that change what the model receives (pixel limits and video frame
 sampling) into its output folder. `evaluate`, `predict` and `chat` read them back, so a model
 trained on 4 frames per second is not evaluated on 2. Download settings are left out, because they
-belong to the machine, not to the model.
+belong to the machine, not to the model. `--processor-min-pixels`/`--processor-max-pixels` need no
+entry, because they are stored in the saved processor's own config.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ logger = logging.getLogger(__name__)
 
 MEDIA_SETTINGS_FILE = "vlmtune_media.json"
 
-SAVED_FIELDS = ("max_pixels", "min_pixels", "max_aspect_ratio", "video_fps", "video_max_frames")
-"""The `ImageOptions` fields that shape the model's input."""
+SAVED_FIELDS = {
+    "max_image_pixels": "max_pixels",
+    "min_image_pixels": "min_pixels",
+    "max_aspect_ratio": "max_aspect_ratio",
+    "video_fps": "video_fps",
+    "video_max_frames": "video_max_frames",
+}
+"""The `ImageOptions` fields that shape the model's input, keyed by the training option that sets each."""
 
 
 def save_media_settings(folder: Path, options: ImageOptions) -> None:
     """Write the input-shaping fields of `options` into `folder`."""
-    settings = {name: getattr(options, name) for name in SAVED_FIELDS}
+    settings = {key: getattr(options, field) for key, field in SAVED_FIELDS.items()}
     (folder / MEDIA_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
@@ -46,7 +53,7 @@ def load_media_settings(model: str | Path) -> ImageOptions:
             f"{path} must be an object with the keys {', '.join(SAVED_FIELDS)}; found {unknown or saved!r}. "
             "Fix it or delete it to use the defaults."
         )
-    options = dataclasses.replace(DEFAULT_OPTIONS, **saved)
+    options = dataclasses.replace(DEFAULT_OPTIONS, **{SAVED_FIELDS[key]: value for key, value in saved.items()})
     logger.info(
         "Preprocessing from %s: video at %s fps, at most %d frames", path, options.video_fps, options.video_max_frames
     )
