@@ -11,7 +11,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText
 
-from tests.fixtures.adapter import build_tiny_adapter
+from tests.fixtures.adapter import build_tiny_adapter, copy_with_base_name
 from vlmtune.config import ConfigError, ModelConfig
 from vlmtune.export.save import verify_adapter_reloads
 from vlmtune.models.adapters import AdapterLoadError, load_adapter_strict, load_for_inference
@@ -75,21 +75,13 @@ def test_adapter_for_other_modules_rejected(tiny_smolvlm_dir, adapter_dir, tmp_p
 
 
 def test_adapter_without_base_name_asks_for_base_model(adapter_dir, tmp_path):
-    nameless = tmp_path / "nameless"
-    shutil.copytree(adapter_dir, nameless)
-    config = json.loads((nameless / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = None
-    (nameless / "adapter_config.json").write_text(json.dumps(config))
+    nameless = copy_with_base_name(adapter_dir, tmp_path / "nameless", None)
     with pytest.raises(AdapterLoadError, match=r"does not name its base model.*--base-model"):
         load_for_inference(ModelConfig(model=str(nameless)))
 
 
 def test_adapter_unloadable_base_hint(adapter_dir, tmp_path, monkeypatch):
-    moved = tmp_path / "moved"
-    shutil.copytree(adapter_dir, moved)
-    config = json.loads((moved / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = "models/tiny"
-    (moved / "adapter_config.json").write_text(json.dumps(config))
+    moved = copy_with_base_name(adapter_dir, tmp_path / "moved", "models/tiny")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as raised:
         load_for_inference(ModelConfig(model=str(moved)))

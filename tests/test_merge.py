@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from tests.conftest import write_digit_jsonl
-from tests.fixtures.adapter import build_tiny_adapter
+from tests.fixtures.adapter import build_tiny_adapter, copy_with_base_name
 from vlmtune.cli import main
 from vlmtune.collation.collator import GenerationCollator
 from vlmtune.config import ConfigError, MergeConfig, ModelConfig
@@ -94,11 +94,7 @@ def test_merge_rejects_adapter_with_mismatched_keys(adapter_dir, tmp_path):
 
 
 def test_merge_unloadable_base_hint(adapter_dir, tmp_path, monkeypatch):
-    moved = tmp_path / "moved"
-    shutil.copytree(adapter_dir, moved)
-    config = json.loads((moved / "adapter_config.json").read_text())
-    config["base_model_name_or_path"] = "models/tiny"
-    (moved / "adapter_config.json").write_text(json.dumps(config))
+    moved = copy_with_base_name(adapter_dir, tmp_path / "moved", "models/tiny")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as raised:
         merge_adapter(MergeConfig(adapter=str(moved), output_dir=str(tmp_path / "merged")))

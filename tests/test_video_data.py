@@ -107,26 +107,29 @@ def test_sharegpt_video_placeholders():
     assert sample.videos == [VideoSource(frames=(ROOT / "f0.png", ROOT / "f1.png", ROOT / "f2.png"))]
 
 
-def test_sharegpt_video_count_mismatch():
-    record = {"conversations": [{"from": "human", "value": "<video> and <video>"}, {"from": "gpt", "value": "x"}]}
-    record["video"] = "one.mp4"
+@pytest.mark.parametrize(
+    ("text", "listed", "message"),
+    [
+        (
+            "<video> and <video>",
+            {"video": "one.mp4"},
+            "chat.json:6: the conversation has 2 <video> placeholders but the record lists 1 video. "
+            "Put one <video> in the text for each video, where the video belongs.",
+        ),
+        (
+            "<video>\nWhat?",
+            {"image": "clip.mp4"},
+            "chat.json:6: the conversation has 0 <image> placeholders but the record lists 1 image. "
+            "The text has 1 <video> placeholder: list those under `videos`.",
+        ),
+    ],
+    ids=["count_mismatch", "video_listed_as_image"],
+)
+def test_sharegpt_video_placeholder_errors(text, listed, message):
+    record = {"conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": "x"}], **listed}
     with pytest.raises(DataError) as raised:
         record_to_sample(record, "chat.json:6", ROOT)
-    assert str(raised.value) == (
-        "chat.json:6: the conversation has 2 <video> placeholders but the record lists 1 video. "
-        "Put one <video> in the text for each video, where the video belongs."
-    )
-
-
-def test_sharegpt_video_listed_as_image():
-    record = {"conversations": [{"from": "human", "value": "<video>\nWhat?"}, {"from": "gpt", "value": "x"}]}
-    record["image"] = "clip.mp4"
-    with pytest.raises(DataError) as raised:
-        record_to_sample(record, "chat.json:2", ROOT)
-    assert str(raised.value) == (
-        "chat.json:2: the conversation has 0 <image> placeholders but the record lists 1 image. "
-        "The text has 1 <video> placeholder: list those under `videos`."
-    )
+    assert str(raised.value) == message
 
 
 def test_video_in_image_part_hint(tmp_path):
@@ -296,11 +299,11 @@ def test_chat_attaches_a_video(tmp_path):
     config = ModelConfig(model=str(model_dir), dtype="float32")
     model, processor = load_model(config), load_processor(config)
     settings = GenerationSettings(max_new_tokens=3)
-    shown = io.StringIO()
+    screen = io.StringIO()
     typed = io.StringIO(f"/video\n/video {tmp_path / 'absent.mp4'}\n/video {clip}\nWhich digit?\n/quit\n")
-    session = run_chat(model, processor, settings, typed, shown)
+    session = run_chat(model, processor, settings, typed, screen)
 
-    output = shown.getvalue()
+    output = screen.getvalue()
     assert "error: /video needs a path, e.g. /video clip.mp4" in output
     assert f"/video: video file {tmp_path / 'absent.mp4'} not found." in output
     assert f"(video {clip} attached to your next message)" in output
@@ -329,13 +332,13 @@ def test_chat_recovers_from_rejected_turn(tmp_path):
     image = next((tmp_path / "images").rglob("*.png"))
     config = ModelConfig(model=str(model_dir), dtype="float32")
     model, processor = load_model(config), load_processor(config)
-    shown = io.StringIO()
+    screen = io.StringIO()
     typed = io.StringIO(f"/image {image}\nWhich digit?\n/video {clip}\nAnd here?\n/reset\n/video {clip}\nHere?\n")
     session = run_chat(
-        model, processor, GenerationSettings(max_new_tokens=2), typed, shown, options=ImageOptions(video_max_frames=2)
+        model, processor, GenerationSettings(max_new_tokens=2), typed, screen, options=ImageOptions(video_max_frames=2)
     )
 
-    output = shown.getvalue()
+    output = screen.getvalue()
     assert output.count("model> ") == 2
     assert (
         "error: the model cannot take this conversation: the sample has both an image and a video, which this "
@@ -365,7 +368,11 @@ def test_media_settings_saved_and_read_back(tmp_path):
     assert load_media_settings(tmp_path) == ImageOptions(max_pixels=4096, video_fps=4.0, video_max_frames=3)
 
     (tmp_path / MEDIA_SETTINGS_FILE).write_text('{"video_fps": 4.0, "frames": 3}')
-    with pytest.raises(ConfigError, match=r"vlmtune_media\.json must be an object with the keys .*found \['frames'\]"):
+    with pytest.raises(ConfigError, match=r"vlmtune_media\.json has unknown keys \['frames'\]\. Valid keys: "):
+        load_media_settings(tmp_path)
+
+    (tmp_path / MEDIA_SETTINGS_FILE).write_text("[4.0]")
+    with pytest.raises(ConfigError, match=r"vlmtune_media\.json must contain a JSON object, not list\."):
         load_media_settings(tmp_path)
 
 

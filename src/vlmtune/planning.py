@@ -74,12 +74,11 @@ def build_plan(config: TrainConfig) -> Plan:
     train_samples, _ = load_train_and_eval(config.data, config.training.seed)
     first = ConversationDataset(train_samples)[0]
     batch = collator([first])
-    image_tokens = _image_tokens(processor, model)
+    video_id = video_token_id(processor, model.config) if takes_video(processor) else None
+    image_tokens = _image_tokens(processor, model, video_id)
     # Counted as `validate` counts them: only the positions that image or video features replace, so
     # wrapper tokens such as InternVL's <img> and </img> count as text in both.
-    feature_ids = {image_token_id(processor, model.config)} - {None}
-    if takes_video(processor):
-        feature_ids |= {video_token_id(processor, model.config)} - {None}
+    feature_ids = {image_token_id(processor, model.config), video_id} - {None}
     input_ids = batch["input_ids"][0][batch["attention_mask"][0] == 1].tolist()
     labels = batch["labels"][0][batch["attention_mask"][0] == 1].tolist()
     tokenizer = getattr(processor, "tokenizer", processor)
@@ -105,9 +104,9 @@ def build_plan(config: TrainConfig) -> Plan:
     )
 
 
-def _image_tokens(processor: Any, model: nn.Module) -> dict[str, int]:
-    """Collect the processor's image token ids (several for Pixtral's rows), else the model's, and the
-    video token id of a model that takes video."""
+def _image_tokens(processor: Any, model: nn.Module, video_id: int | None) -> dict[str, int]:
+    """Collect the processor's image token ids (several for Pixtral's rows), else the model's, plus
+    `video_id` when the model takes video."""
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = list(getattr(processor, "image_token_ids", None) or [])
     if not ids:
@@ -116,10 +115,8 @@ def _image_tokens(processor: Any, model: nn.Module) -> dict[str, int]:
             if token_id is not None:
                 ids.append(token_id)
                 break
-    if takes_video(processor):
-        video_id = video_token_id(processor, model.config)
-        if video_id is not None:
-            ids.append(video_id)
+    if video_id is not None:
+        ids.append(video_id)
     return {tokenizer.convert_ids_to_tokens(int(token_id)): int(token_id) for token_id in dict.fromkeys(ids)}
 
 

@@ -145,8 +145,8 @@ def test_mixed_video_image_text_batch(video_family):
         batch = training(samples)
         for row, alone in enumerate([samples[1], samples[0]]):
             single = training([alone])
-            kept = batch["attention_mask"][row] == 1
-            assert batch["labels"][row][kept].tolist() == single["labels"][0][: int(kept.sum())].tolist()
+            unpadded = batch["attention_mask"][row] == 1
+            assert batch["labels"][row][unpadded].tolist() == single["labels"][0][: int(unpadded.sum())].tolist()
         return
     batch = training(samples)
     for key in per_token_keys(batch):
@@ -155,9 +155,9 @@ def test_mixed_video_image_text_batch(video_family):
     for row, alone in enumerate([samples[1], samples[2], samples[0]]):
         single = training([alone])
         length = int(single["attention_mask"][0].sum())
-        kept = batch["attention_mask"][row] == 1
-        assert batch["input_ids"][row][kept].tolist() == single["input_ids"][0][:length].tolist()
-        assert batch["labels"][row][kept].tolist() == single["labels"][0][:length].tolist()
+        unpadded = batch["attention_mask"][row] == 1
+        assert batch["input_ids"][row][unpadded].tolist() == single["input_ids"][0][:length].tolist()
+        assert batch["labels"][row][unpadded].tolist() == single["labels"][0][:length].tolist()
     with torch.no_grad():
         assert torch.isfinite(model(**batch).loss)
 

@@ -61,7 +61,7 @@ class ImageOptions:
     """Folder for downloaded images. None: <vlmtune cache>/images."""
 
     video_fps: float = 2.0
-    """Frames sampled per second of a video file; also the assumed rate of a video given as frames
+    """Frames sampled per second of a video file. Also the assumed rate of a video given as frames
     without its own `fps`. Higher: more frames and more tokens per second of video."""
 
     video_max_frames: int = 32

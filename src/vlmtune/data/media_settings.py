@@ -47,15 +47,22 @@ def load_media_settings(model: str | Path) -> ImageOptions:
         saved = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path} is not valid JSON ({error}). Fix it or delete it to use the defaults.") from error
-    unknown = sorted(set(saved) - set(SAVED_FIELDS)) if isinstance(saved, dict) else None
-    if unknown is None or unknown:
+    if not isinstance(saved, dict):
         raise ConfigError(
-            f"{path} must be an object with the keys {', '.join(SAVED_FIELDS)}; found {unknown or saved!r}. "
-            "Fix it or delete it to use the defaults."
+            f"{path} must contain a JSON object, not {type(saved).__name__}. Fix it or delete it to use the defaults."
+        )
+    unknown = sorted(set(saved) - set(SAVED_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"{path} has unknown keys {unknown}. Valid keys: {', '.join(SAVED_FIELDS)}. Fix it or delete it to "
+            "use the defaults."
         )
     options = dataclasses.replace(DEFAULT_OPTIONS, **{SAVED_FIELDS[key]: value for key, value in saved.items()})
     logger.info(
-        "Preprocessing from %s: video at %s fps, at most %d frames", path, options.video_fps, options.video_max_frames
+        "Using the image and video settings saved in %s: video at %s fps, at most %d frames",
+        path,
+        options.video_fps,
+        options.video_max_frames,
     )
     return options
 
